@@ -1,1 +1,209 @@
-//! placeholder
+//! The scheduler: loads the DAG folder, creates due runs, starts them within
+//! `max_active_runs`, and re-evaluates running runs as a safety net. `tick` does one pass at a
+//! given time so tests drive it with a manual clock; `run` loops it for production.
+#![forbid(unsafe_code)]
+
+pub mod registry;
+pub mod runs;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sluice_core::clock::Clock;
+use sluice_core::{RunState, RunType, Timetable};
+use sluice_store::{DagSync, RunFilter, RunRecord, Store, StoreError};
+use tokio::sync::{Mutex, watch};
+
+pub use registry::{FolderLoader, Loaded, LoadedDag, load_paths};
+pub use runs::{RunRequest, build_run, parse_param_overrides, run_id};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("bad --param: {0}")]
+    BadParam(String),
+    #[error("DAG `{0}` not found in the DAG folder or the database")]
+    UnknownDag(String),
+    #[error("the stored version {hash} of DAG `{dag_id}` no longer parses: {message}")]
+    BadStoredVersion { dag_id: String, hash: String, message: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Pause between ticks.
+    pub tick_interval: Duration,
+    /// At most this many runs are created per DAG per tick, so a long catch-up does not hold
+    /// up every other DAG; the next tick continues it.
+    pub max_runs_created_per_tick: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig { tick_interval: Duration::from_secs(1), max_runs_created_per_tick: 64 }
+    }
+}
+
+/// What one tick did, for tests and logs.
+#[derive(Debug, Default, Clone)]
+pub struct TickReport {
+    pub dags_changed: bool,
+    pub created: Vec<String>,
+    pub started: Vec<String>,
+    pub finished: Vec<(i64, RunState)>,
+}
+
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: SchedulerConfig,
+    loader: Mutex<FolderLoader>,
+    synced_once: std::sync::atomic::AtomicBool,
+}
+
+impl Scheduler {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, loader: FolderLoader, config: SchedulerConfig) -> Self {
+        Scheduler { store, clock, config, loader: Mutex::new(loader), synced_once: false.into() }
+    }
+
+    /// One pass of the scheduler at `now`.
+    #[tracing::instrument(skip_all, fields(now = %now))]
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, SchedulerError> {
+        let mut report = TickReport::default();
+        let (loaded, changed) = self.loader.lock().await.scan();
+        let first = !self.synced_once.load(std::sync::atomic::Ordering::Relaxed);
+        if changed || first {
+            self.store
+                .sync_dags(&DagSync { dags: loaded.snapshots(), import_errors: loaded.errors.clone(), now })
+                .await?;
+            self.synced_once.store(true, std::sync::atomic::Ordering::Relaxed);
+            report.dags_changed = true;
+            for error in &loaded.errors {
+                for line in &error.errors {
+                    tracing::warn!(file = %error.fileloc, "DAG file not loaded: {line}");
+                }
+            }
+            tracing::info!(dags = loaded.dags.len(), import_errors = loaded.errors.len(), "DAG folder loaded");
+        }
+        let paused: HashMap<String, bool> =
+            self.store.list_dags().await?.into_iter().map(|d| (d.dag_id, d.is_paused)).collect();
+        for (dag_id, loaded_dag) in &loaded.dags {
+            if paused.get(dag_id).copied().unwrap_or(false) {
+                continue;
+            }
+            let dag = &loaded_dag.dag;
+            self.create_due_runs(dag, now, &mut report).await?;
+            for run in self.store.start_queued_runs(dag_id, dag.max_active_runs, now).await? {
+                tracing::info!(dag_id, run_id = %run.run_id, "run started");
+                report.started.push(run.run_id);
+            }
+        }
+        for run_pk in self.store.running_run_pks().await? {
+            if let Some(state) = self.store.evaluate_run(run_pk, now).await?.finished {
+                report.finished.push((run_pk, state));
+            }
+        }
+        Ok(report)
+    }
+
+    async fn create_due_runs(&self, dag: &sluice_core::Dag, now: DateTime<Utc>, report: &mut TickReport) -> Result<(), SchedulerError> {
+        let Some(schedule) = &dag.schedule else { return Ok(()) };
+        let active = self.active_runs(dag.id.as_str()).await?;
+        let room = (dag.max_active_runs as usize).saturating_sub(active);
+        if room == 0 {
+            tracing::debug!(dag_id = %dag.id, "not creating runs: max_active_runs reached");
+            return Ok(());
+        }
+        let timetable = Timetable { schedule, timezone: dag.timezone, start_date: dag.start_date, end_date: dag.end_date };
+        let last_end = self.store.last_scheduled_interval_end(dag.id.as_str()).await?;
+        let limit = room.min(self.config.max_runs_created_per_tick);
+        for interval in timetable.due(last_end, now, dag.catchup, limit) {
+            let request = RunRequest {
+                run_type: RunType::Scheduled,
+                logical_date: interval.start,
+                data_interval: interval,
+                params: Default::default(),
+                triggered_by: "scheduler".to_owned(),
+                now,
+            };
+            if let Some(run) = self.store.create_run_if_absent(&build_run(dag, request)).await? {
+                let late = now - interval.end;
+                tracing::info!(dag_id = %dag.id, run_id = %run.run_id, late_ms = late.num_milliseconds(), "run created");
+                report.created.push(run.run_id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn active_runs(&self, dag_id: &str) -> Result<usize, SchedulerError> {
+        let mut active = 0;
+        for state in [RunState::Queued, RunState::Running] {
+            let filter = RunFilter { dag_id: Some(dag_id.to_owned()), state: Some(state), limit: 10_000 };
+            active += self.store.list_runs(&filter).await?.len();
+        }
+        Ok(active)
+    }
+
+    /// Ticks until `shutdown` turns true. A failing tick (database down) is logged and retried
+    /// with a growing pause, so the scheduler rides out an outage.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut failures = 0u32;
+        loop {
+            let pause = match self.tick(self.clock.now()).await {
+                Ok(_) => {
+                    if failures > 0 {
+                        tracing::info!("scheduler recovered after {failures} failed ticks");
+                    }
+                    failures = 0;
+                    self.config.tick_interval
+                }
+                Err(error) => {
+                    failures += 1;
+                    let pause = backoff(failures);
+                    tracing::error!(%error, retry_in_ms = pause.as_millis() as u64, "scheduler tick failed");
+                    pause
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+}
+
+/// 0.5 s, 1 s, 2 s … up to 30 s.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << failures.saturating_sub(1).min(6))).min(Duration::from_secs(30))
+}
+
+/// Creates a manual run of `dag` now and starts it at once when `max_active_runs` allows (a
+/// paused DAG's run waits, queued, until it is unpaused).
+pub async fn trigger(
+    store: &dyn Store,
+    dag: &sluice_core::Dag,
+    params: std::collections::BTreeMap<String, serde_json::Value>,
+    triggered_by: &str,
+    now: DateTime<Utc>,
+) -> Result<RunRecord, SchedulerError> {
+    let request = RunRequest {
+        run_type: RunType::Manual,
+        logical_date: now,
+        data_interval: sluice_core::DataInterval { start: now, end: now },
+        params,
+        triggered_by: triggered_by.to_owned(),
+        now,
+    };
+    let new_run = build_run(dag, request);
+    let run = store
+        .create_run_if_absent(&new_run)
+        .await?
+        .ok_or_else(|| StoreError::Conflict(format!("a run `{}` of DAG `{}` already exists", new_run.run_id, dag.id)))?;
+    let paused = store.get_dag(dag.id.as_str()).await?.is_some_and(|d| d.is_paused);
+    if !paused {
+        store.start_queued_runs(dag.id.as_str(), dag.max_active_runs, now).await?;
+    }
+    Ok(store.get_run_by_pk(run.pk).await?.unwrap_or(run))
+}

@@ -1,1 +1,312 @@
-//! placeholder
+//! The worker: claims queued task instances, runs their steps with a heartbeat and a streamed
+//! log, enforces timeouts, and reports each attempt's end to the store, which decides retries
+//! and downstream tasks in the same transaction.
+#![forbid(unsafe_code)]
+
+mod context;
+pub mod logs;
+pub mod steps;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sluice_core::clock::Clock;
+use sluice_core::{Dag, Task, parse_dag};
+use sluice_store::{AttemptOutcome, Claim, ClaimedAttempt, FinishAttempt, Store, StoreError, WorkerBeat};
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use context::connections_from_env;
+use logs::{LogSink, LogWriter};
+use steps::{StepContext, StepError, StepOutput};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub worker_id: String,
+    pub host: String,
+    pub queues: Vec<String>,
+    /// How many attempts run at once.
+    pub slots: u32,
+    /// The longest an idle worker waits before looking for work without a wake-up.
+    pub poll_interval: Duration,
+    pub heartbeat_interval: Duration,
+    /// Where relative paths in steps resolve.
+    pub base_dir: PathBuf,
+}
+
+impl WorkerConfig {
+    pub fn new(worker_id: impl Into<String>, slots: u32) -> Self {
+        WorkerConfig {
+            worker_id: worker_id.into(),
+            host: "localhost".to_owned(),
+            queues: vec!["default".to_owned()],
+            slots,
+            poll_interval: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_secs(10),
+            base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        }
+    }
+}
+
+pub struct Worker {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: WorkerConfig,
+    /// Parsed DAG versions by hash: a run is pinned to the version it was created with.
+    dags: Mutex<HashMap<String, Arc<Dag>>>,
+}
+
+impl Worker {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: WorkerConfig) -> Arc<Self> {
+        Arc::new(Worker { store, clock, config, dags: Mutex::new(HashMap::new()) })
+    }
+
+    /// Claims and runs attempts until `shutdown` turns true, then waits for running ones.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut wakeups = self.store.wakeups().subscribe();
+        let mut running: JoinSet<()> = JoinSet::new();
+        let mut failures = 0u32;
+        let mut beat_timer = tokio::time::interval(self.config.heartbeat_interval);
+        loop {
+            wakeups.borrow_and_update();
+            let free = self.config.slots.saturating_sub(running.len() as u32);
+            let mut claimed_all = false;
+            if free > 0 {
+                match self.claim(free).await {
+                    Ok(claimed) => {
+                        failures = 0;
+                        claimed_all = claimed.len() as u32 == free;
+                        for attempt in claimed {
+                            let worker = self.clone();
+                            running.spawn(async move { worker.execute(attempt).await });
+                        }
+                    }
+                    Err(error) => {
+                        failures += 1;
+                        let pause = Duration::from_millis(250 * u64::from(failures.min(40)));
+                        tracing::error!(%error, retry_in_ms = pause.as_millis() as u64, "claiming work failed");
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = shutdown.wait_for(|stop| *stop) => break,
+                        }
+                        continue;
+                    }
+                }
+            }
+            if claimed_all {
+                // there may be more: claim again as soon as a slot frees
+                if running.len() as u32 >= self.config.slots {
+                    tokio::select! {
+                        _ = running.join_next() => {}
+                        _ = shutdown.wait_for(|stop| *stop) => break,
+                    }
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = wakeups.changed() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = beat_timer.tick() => self.beat(running.len() as u32).await,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        }
+        while running.join_next().await.is_some() {}
+    }
+
+    /// Claims up to `limit` attempts: one round of the dispatcher, for tests.
+    pub async fn claim(&self, limit: u32) -> Result<Vec<ClaimedAttempt>, StoreError> {
+        let claim = Claim {
+            worker_id: self.config.worker_id.clone(),
+            queues: self.config.queues.clone(),
+            limit,
+            now: self.clock.now(),
+        };
+        self.store.claim_attempts(&claim).await
+    }
+
+    async fn beat(&self, slots_in_use: u32) {
+        let beat = WorkerBeat {
+            worker_id: self.config.worker_id.clone(),
+            host: self.config.host.clone(),
+            queues: self.config.queues.clone(),
+            slots: self.config.slots,
+            slots_in_use,
+            now: self.clock.now(),
+        };
+        if let Err(error) = self.store.worker_heartbeat(&beat).await {
+            tracing::warn!(%error, "worker heartbeat failed");
+        }
+    }
+
+    /// Runs one claimed attempt to its end and records the result.
+    #[tracing::instrument(skip_all, fields(dag_id = %attempt.dag_id, run_id = %attempt.run_id, task_id = %attempt.task_id, try_number = attempt.try_number))]
+    pub async fn execute(&self, attempt: ClaimedAttempt) {
+        let cancel = CancellationToken::new();
+        let (log, writer) = LogWriter::start(self.store.clone(), attempt.lease.clone(), cancel.clone());
+        let heartbeat = self.spawn_heartbeat(&attempt, cancel.clone());
+        let result = self.run_attempt(&attempt, &log, &cancel).await;
+        heartbeat.abort();
+        if let Err(error) = &result {
+            log.line(format!("[sluice] attempt {} failed: {}", attempt.try_number, error.message));
+        }
+        drop(log);
+        writer.finish().await;
+        if cancel.is_cancelled() {
+            // the lease is gone (run cancelled or attempt taken over): nothing more to record
+            tracing::info!("attempt stopped: its lease is no longer current");
+            return;
+        }
+        let (outcome, output, error) = match result {
+            Ok(output) => (AttemptOutcome::Success, output, None),
+            Err(error) => (AttemptOutcome::Failed, StepOutput { exit_code: error.exit_code, ..Default::default() }, Some(error.message)),
+        };
+        let finish = FinishAttempt {
+            lease: attempt.lease.clone(),
+            outcome,
+            exit_code: output.exit_code,
+            error,
+            outputs: output.outputs,
+            now: self.clock.now(),
+        };
+        self.finish_with_retry(&finish).await;
+    }
+
+    async fn run_attempt(&self, attempt: &ClaimedAttempt, log: &LogSink, cancel: &CancellationToken) -> Result<StepOutput, StepError> {
+        let dag = self.dag(&attempt.dag_hash, &attempt.dag_id).await?;
+        let task = dag.task(&attempt.task_id).ok_or_else(|| {
+            StepError::new(format!("task `{}` is not in version {} of DAG `{}`", attempt.task_id, short(&attempt.dag_hash), attempt.dag_id))
+        })?;
+        log.line(format!(
+            "[sluice] {} try {} of {} of {}.{}{} on {} (run {})",
+            Utc::now().format("%Y-%m-%d %H:%M:%S%.3fZ"),
+            attempt.try_number,
+            attempt.max_tries,
+            attempt.dag_id,
+            attempt.task_id,
+            if attempt.map_index >= 0 { format!("[{}]", attempt.map_index) } else { String::new() },
+            self.config.worker_id,
+            attempt.run_id
+        ));
+        let ctx = self.step_context(&dag, task, attempt, log.clone(), cancel.clone()).await?;
+        let step = steps::run(&task.step, &ctx);
+        let stopped = async {
+            cancel.cancelled().await;
+            Err(StepError::new("stopped: the attempt was cancelled"))
+        };
+        match attempt.timeout {
+            Some(limit) => tokio::select! {
+                result = tokio::time::timeout(limit, step) => result.unwrap_or_else(|_| {
+                    Err(StepError::new(format!("timed out after {}; the process group was killed", human(limit))))
+                }),
+                result = stopped => result,
+            },
+            None => tokio::select! {
+                result = step => result,
+                result = stopped => result,
+            },
+        }
+    }
+
+    async fn step_context(
+        &self,
+        dag: &Dag,
+        task: &Task,
+        attempt: &ClaimedAttempt,
+        log: LogSink,
+        cancel: CancellationToken,
+    ) -> Result<StepContext, StepError> {
+        let outputs = match task.step {
+            sluice_core::Step::Noop => Default::default(),
+            _ => self
+                .store
+                .run_outputs(attempt.run_pk)
+                .await
+                .map_err(|e| StepError::new(format!("reading upstream outputs: {e}")))?,
+        };
+        context::build(dag, task, attempt, &outputs, log, cancel, &self.config.base_dir)
+    }
+
+    async fn dag(&self, hash: &str, dag_id: &str) -> Result<Arc<Dag>, StepError> {
+        if let Some(dag) = self.dags.lock().await.get(hash) {
+            return Ok(dag.clone());
+        }
+        let version = self
+            .store
+            .dag_version(hash)
+            .await
+            .map_err(|e| StepError::new(format!("loading version {} of DAG `{dag_id}`: {e}", short(hash))))?
+            .ok_or_else(|| StepError::new(format!("version {} of DAG `{dag_id}` is not in the database", short(hash))))?;
+        let dag = parse_dag(&version.fileloc, &version.source).map_err(|errors| {
+            let first = errors.first().map(ToString::to_string).unwrap_or_default();
+            StepError::new(format!("version {} of DAG `{dag_id}` does not parse: {first}", short(hash)))
+        })?;
+        let dag = Arc::new(dag);
+        self.dags.lock().await.insert(hash.to_owned(), dag.clone());
+        Ok(dag)
+    }
+
+    fn spawn_heartbeat(&self, attempt: &ClaimedAttempt, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let clock = self.clock.clone();
+        let lease = attempt.lease.clone();
+        let every = self.config.heartbeat_interval;
+        tokio::spawn(async move {
+            let mut timer = tokio::time::interval(every);
+            timer.tick().await;
+            loop {
+                timer.tick().await;
+                match store.heartbeat_attempt(&lease, clock.now()).await {
+                    Ok(()) => {}
+                    Err(StoreError::LeaseLost { .. }) => {
+                        cancel.cancel();
+                        return;
+                    }
+                    Err(error) => tracing::warn!(attempt_id = lease.attempt_id, %error, "attempt heartbeat failed"),
+                }
+            }
+        })
+    }
+
+    /// The end of an attempt must reach the store: retry while the database is away.
+    async fn finish_with_retry(&self, finish: &FinishAttempt) {
+        let mut failures = 0u32;
+        loop {
+            match self.store.finish_attempt(finish).await {
+                Ok(result) => {
+                    tracing::info!(state = %result.task_state, queued_downstream = result.progress.queued, "attempt finished");
+                    return;
+                }
+                Err(StoreError::LeaseLost { .. }) => {
+                    tracing::warn!("attempt result dropped: its lease is no longer current");
+                    return;
+                }
+                Err(error) => {
+                    failures += 1;
+                    let pause = Duration::from_millis(250 * u64::from(failures.min(40)));
+                    tracing::error!(%error, retry_in_ms = pause.as_millis() as u64, "recording the attempt's end failed; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+/// `1h 02m`, `3m 05s`, `42s`, `250ms`.
+pub fn human(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0 => format!("{}ms", duration.as_millis()),
+        1..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
+        _ => format!("{}h {:02}m", secs / 3600, (secs % 3600) / 60),
+    }
+}

@@ -1,0 +1,225 @@
+//! `sluice dags …`: validate, list, next-runs, trigger.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::{Subcommand, ValueEnum};
+use sluice_core::{Dag, RunState, Timetable, parse_dag};
+use sluice_scheduler::{load_paths, parse_param_overrides, trigger};
+use sluice_store::Store;
+
+use super::{UsageError, open_store};
+use crate::Cli;
+
+#[derive(Debug, Subcommand)]
+pub enum DagsCommand {
+    /// Check DAG files as CI would: exit 0 when all are valid, 1 otherwise.
+    ///
+    /// Every problem is printed as `file:line:col: message`.
+    /// Example: sluice dags validate dags/ --format json
+    Validate {
+        /// Files or folders to check; the DAG folder when none are given.
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// List the DAGs in the DAG folder with their schedule and state.
+    ///
+    /// Example: sluice dags list
+    List,
+    /// Print a DAG's next scheduled runs in its timezone.
+    ///
+    /// Example: sluice dags next-runs daily_sales -n 5
+    NextRuns {
+        dag_id: String,
+        #[arg(short = 'n', long, default_value_t = 5)]
+        count: usize,
+    },
+    /// Start a manual run of a DAG now.
+    ///
+    /// Example: sluice dags trigger daily_sales --param region=eu --wait
+    Trigger {
+        dag_id: String,
+        /// Override a param declared by the DAG: key=value (repeatable).
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Wait for the run to end; the exit code is then 0 for success, 1 for failed, 3 for cancelled.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+pub async fn run(cli: &Cli, command: &DagsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DagsCommand::Validate { paths, format } => validate(cli, paths, *format),
+        DagsCommand::List => list(cli).await,
+        DagsCommand::NextRuns { dag_id, count } => next_runs(cli, dag_id, *count),
+        DagsCommand::Trigger { dag_id, params, wait } => trigger_dag(cli, dag_id, params, *wait).await,
+    }
+}
+
+fn validate(cli: &Cli, paths: &[PathBuf], format: Format) -> anyhow::Result<ExitCode> {
+    let paths = if paths.is_empty() { vec![cli.dags_folder.clone()] } else { paths.to_vec() };
+    let loaded = load_paths(&paths);
+    let problems: Vec<&String> = loaded.errors.iter().flat_map(|e| &e.errors).collect();
+    match format {
+        Format::Text => {
+            for problem in &problems {
+                println!("{problem}");
+            }
+            let files = loaded.dags.len() + loaded.errors.len();
+            if problems.is_empty() {
+                eprintln!("{} DAG file(s) valid", loaded.dags.len());
+            } else {
+                eprintln!("{} problem(s) in {} of {files} file(s)", problems.len(), loaded.errors.len());
+            }
+        }
+        Format::Json => {
+            let errors: Vec<serde_json::Value> = problems.iter().map(|p| problem_json(p)).collect();
+            let report = serde_json::json!({
+                "valid": problems.is_empty(),
+                "dags": loaded.dags.keys().collect::<Vec<_>>(),
+                "errors": errors,
+            });
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+    }
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `file:line:col: message` as a JSON object, for CI annotations.
+fn problem_json(problem: &str) -> serde_json::Value {
+    let mut parts = problem.rsplitn(2, ": ");
+    let (message, location) = match (parts.next(), parts.next()) {
+        (Some(message), Some(location)) => (message, location),
+        _ => (problem, ""),
+    };
+    // the location is `file:line:col` where the file itself may hold colons
+    let mut fields = location.rsplitn(3, ':');
+    let col = fields.next().and_then(|c| c.parse::<usize>().ok());
+    let line = fields.next().and_then(|l| l.parse::<usize>().ok());
+    let file = fields.next();
+    match (file, line, col) {
+        (Some(file), Some(line), Some(col)) => serde_json::json!({ "file": file, "line": line, "col": col, "message": message }),
+        _ => serde_json::json!({ "file": null, "line": null, "col": null, "message": problem }),
+    }
+}
+
+async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let loaded = load_paths(std::slice::from_ref(&cli.dags_folder));
+    let store = open_store(&cli.database_url).await?;
+    let records = store.list_dags().await?;
+    println!("{:<28} {:<16} {:<18} {:<7} {:>5}  FILE", "DAG", "SCHEDULE", "TIMEZONE", "PAUSED", "TASKS");
+    for (id, loaded_dag) in &loaded.dags {
+        let dag = &loaded_dag.dag;
+        let paused = records.iter().find(|r| &r.dag_id == id).is_some_and(|r| r.is_paused);
+        println!(
+            "{:<28} {:<16} {:<18} {:<7} {:>5}  {}",
+            id,
+            dag.schedule.as_ref().map_or("manual", |s| s.expression()),
+            dag.timezone.name(),
+            if paused { "yes" } else { "no" },
+            dag.tasks.len(),
+            dag.fileloc
+        );
+    }
+    for error in &loaded.errors {
+        for line in &error.errors {
+            eprintln!("not loaded: {line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn next_runs(cli: &Cli, dag_id: &str, count: usize) -> anyhow::Result<ExitCode> {
+    let dag = dag_from_folder(cli, dag_id)?;
+    let Some(schedule) = &dag.schedule else {
+        println!("DAG `{dag_id}` has no schedule: it runs only when triggered");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let timetable = Timetable { schedule, timezone: dag.timezone, start_date: dag.start_date, end_date: dag.end_date };
+    let tz = dag.timezone;
+    println!("{} ({}, {})", dag.id, schedule.expression(), tz.name());
+    println!("{:<27} {:<27}", "RUNS AT", "LOGICAL DATE (ds)");
+    for interval in timetable.upcoming(Utc::now(), count) {
+        println!(
+            "{:<27} {:<27}",
+            interval.end.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z"),
+            interval.start.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z"),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dag_from_folder(cli: &Cli, dag_id: &str) -> anyhow::Result<Dag> {
+    let loaded = load_paths(std::slice::from_ref(&cli.dags_folder));
+    if let Some(found) = loaded.dags.get(dag_id) {
+        return Ok((*found.dag).clone());
+    }
+    let broken = loaded.errors.iter().flat_map(|e| &e.errors).find(|line| line.contains(&format!("{dag_id}.")));
+    Err(UsageError(match broken {
+        Some(line) => format!("DAG `{dag_id}` did not load: {line}"),
+        None => format!("no DAG `{dag_id}` in {}", cli.dags_folder.display()),
+    })
+    .into())
+}
+
+/// The DAG as the database knows it: the version the scheduler loaded.
+async fn dag_from_store(store: &dyn Store, cli: &Cli, dag_id: &str) -> anyhow::Result<Dag> {
+    let Some(record) = store.get_dag(dag_id).await? else {
+        return Err(UsageError(format!(
+            "DAG `{dag_id}` is not in the database {}: is a scheduler (`sluice standalone`) running on DAG folder {}?",
+            sluice_store::redact_url(&cli.database_url),
+            cli.dags_folder.display()
+        ))
+        .into());
+    };
+    if !record.is_active {
+        return Err(UsageError(format!("DAG `{dag_id}` is no longer in the DAG folder (its file {} is gone)", record.fileloc)).into());
+    }
+    let version = store
+        .dag_version(&record.hash)
+        .await?
+        .with_context(|| format!("version {} of DAG `{dag_id}` is missing from the database", record.hash))?;
+    parse_dag(&version.fileloc, &version.source).map_err(|errors| {
+        anyhow::anyhow!("the stored DAG `{dag_id}` does not parse: {}", errors.first().map(ToString::to_string).unwrap_or_default())
+    })
+}
+
+async fn trigger_dag(cli: &Cli, dag_id: &str, params: &[String], wait: bool) -> anyhow::Result<ExitCode> {
+    let store = open_store(&cli.database_url).await?;
+    let dag = dag_from_store(store.as_ref(), cli, dag_id).await?;
+    let overrides = parse_param_overrides(&dag, params).map_err(|e| UsageError(e.to_string()))?;
+    let who = std::env::var("USER").map(|u| format!("cli:{u}")).unwrap_or_else(|_| "cli".to_owned());
+    let run = trigger(store.as_ref(), &dag, overrides, &who, Utc::now()).await?;
+    println!("triggered {} run {} ({})", run.dag_id, run.run_id, run.state);
+    if !wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let run = loop {
+        let current = store.get_run_by_pk(run.pk).await?.context("the run disappeared while waiting")?;
+        if current.state.is_terminal() {
+            break current;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for ti in store.task_instances(run.pk).await? {
+        let task = if ti.map_index >= 0 { format!("{}[{}]", ti.task_id, ti.map_index) } else { ti.task_id.clone() };
+        println!("  {task:<32} {:<16} tries {}", ti.state.as_str(), ti.try_number);
+    }
+    println!("run {} {}", run.run_id, run.state);
+    Ok(match run.state {
+        RunState::Success => ExitCode::SUCCESS,
+        RunState::Cancelled => ExitCode::from(3),
+        _ => ExitCode::FAILURE,
+    })
+}

@@ -1,0 +1,102 @@
+//! `sluice standalone`: scheduler, a worker pool and the web UI in one process.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sluice_core::clock::SystemClock;
+use sluice_scheduler::{FolderLoader, Scheduler, SchedulerConfig};
+use sluice_worker::{Worker, WorkerConfig};
+use tokio::sync::watch;
+
+use super::open_store;
+use crate::Cli;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address the web UI listens on.
+    #[arg(long, env = "SLUICE_BIND", default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Port of the web UI (0 picks a free one and prints it).
+    #[arg(long, env = "SLUICE_PORT", default_value_t = 8080)]
+    port: u16,
+    /// How many tasks the local worker runs at once.
+    #[arg(long, env = "SLUICE_SLOTS", default_value_t = 8)]
+    slots: u32,
+    /// Queues the local worker serves (comma-separated).
+    #[arg(long, env = "SLUICE_QUEUES", value_delimiter = ',', default_value = "default")]
+    queues: Vec<String>,
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    if args.slots == 0 {
+        return Err(super::UsageError("--slots must be at least 1".to_owned()).into());
+    }
+    let store = open_store(&cli.database_url).await?;
+    let listener = tokio::net::TcpListener::bind((args.bind, args.port))
+        .await
+        .with_context(|| format!("listening on {}:{}", args.bind, args.port))?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    let clock = Arc::new(SystemClock);
+    let (stop, shutdown) = watch::channel(false);
+
+    let scheduler = Arc::new(Scheduler::new(
+        store.clone(),
+        clock.clone(),
+        FolderLoader::new(&cli.dags_folder),
+        SchedulerConfig::default(),
+    ));
+    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".to_owned());
+    let mut worker_config = WorkerConfig::new(format!("{host}:{}:standalone", std::process::id()), args.slots);
+    worker_config.host = host;
+    worker_config.queues = args.queues.clone();
+    let worker = Worker::new(store.clone(), clock, worker_config);
+
+    let scheduler_task = tokio::spawn(scheduler.run(shutdown.clone()));
+    let worker_task = tokio::spawn(worker.run(shutdown.clone()));
+    let mut web_shutdown = shutdown.clone();
+    let web_task = tokio::spawn(sluice_web::serve(
+        listener,
+        sluice_web::AppState::new(store.clone()),
+        async move {
+            let _ = web_shutdown.wait_for(|stop| *stop).await;
+        },
+    ));
+    eprintln!(
+        "sluice standalone: web UI on http://{address}/ · DAGs from {} · database {}",
+        cli.dags_folder.display(),
+        sluice_store::redact_url(&cli.database_url)
+    );
+    tracing::info!(%address, "listening");
+
+    wait_for_signal().await;
+    eprintln!("sluice standalone: stopping (waiting for running tasks)");
+    let _ = stop.send(true);
+    let _ = scheduler_task.await;
+    let _ = worker_task.await;
+    match web_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::error!(%error, "web server stopped with an error"),
+        Err(error) => tracing::error!(%error, "web server task failed"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; stop with Ctrl-C");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

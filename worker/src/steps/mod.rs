@@ -1,0 +1,68 @@
+//! One module per step type. Adding a step type means a module here and one line in `run`.
+
+pub mod noop;
+pub mod shell;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::Value;
+use sluice_core::Step;
+use sluice_core::template::{self, TemplateError};
+use tokio_util::sync::CancellationToken;
+
+use crate::logs::LogSink;
+
+/// What a step gets to do its work.
+pub struct StepContext {
+    /// The template context (`ds`, `params`, `outputs`, …) for this attempt.
+    pub template_context: Value,
+    pub log: LogSink,
+    /// Cancelled when the attempt must stop (run cancelled, lease lost, worker stopping).
+    pub cancel: CancellationToken,
+    /// Extra environment for processes the step starts (`SLUICE_DAG_ID`, …).
+    pub env: BTreeMap<String, String>,
+    /// Where relative paths resolve; the worker's working directory.
+    pub base_dir: PathBuf,
+}
+
+impl StepContext {
+    /// Renders one templated field, naming the field in the error.
+    pub fn render(&self, field: &str, source: &str) -> Result<String, StepError> {
+        template::render(source, &self.template_context)
+            .map_err(|e: TemplateError| StepError::new(format!("rendering `{field}`: {e}")))
+    }
+}
+
+/// A finished step's results.
+#[derive(Debug, Default)]
+pub struct StepOutput {
+    pub outputs: BTreeMap<String, Value>,
+    pub exit_code: Option<i32>,
+}
+
+/// Why a step failed, in words the user can act on.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub message: String,
+    pub exit_code: Option<i32>,
+}
+
+impl StepError {
+    pub fn new(message: impl Into<String>) -> Self {
+        StepError { message: message.into(), exit_code: None }
+    }
+}
+
+/// Runs the step a task defines.
+pub async fn run(step: &Step, ctx: &StepContext) -> Result<StepOutput, StepError> {
+    match step {
+        Step::Noop => noop::run(ctx).await,
+        Step::Shell(config) => shell::run(config, ctx).await,
+        other => Err(StepError::new(format!(
+            "`type: {}` steps cannot run yet: this build of sluice executes `shell` and `noop` steps only",
+            other.type_name()
+        ))),
+    }
+}
