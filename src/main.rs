@@ -13,10 +13,20 @@ use clap::{Parser, Subcommand};
 #[command(name = "sluice", version, propagate_version = true)]
 pub struct Cli {
     /// Where run state lives: sqlite://PATH or postgres://USER@HOST/DB.
-    #[arg(long, global = true, env = "SLUICE_DATABASE_URL", default_value = "sqlite://.sluice/sluice.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_DATABASE_URL",
+        default_value = "sqlite://.sluice/sluice.db"
+    )]
     database_url: String,
     /// The folder holding the DAG files (*.yaml, *.yml), searched recursively.
-    #[arg(long, global = true, env = "SLUICE_DAGS_FOLDER", default_value = "dags")]
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_DAGS_FOLDER",
+        default_value = "dags"
+    )]
     dags_folder: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -39,7 +49,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     commands::init_tracing(&cli.command);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: starting the async runtime: {error}");

@@ -28,7 +28,11 @@ pub enum SchedulerError {
     #[error("DAG `{0}` not found in the DAG folder or the database")]
     UnknownDag(String),
     #[error("the stored version {hash} of DAG `{dag_id}` no longer parses: {message}")]
-    BadStoredVersion { dag_id: String, hash: String, message: String },
+    BadStoredVersion {
+        dag_id: String,
+        hash: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -42,7 +46,10 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        SchedulerConfig { tick_interval: Duration::from_secs(1), max_runs_created_per_tick: 64 }
+        SchedulerConfig {
+            tick_interval: Duration::from_secs(1),
+            max_runs_created_per_tick: 64,
+        }
     }
 }
 
@@ -64,8 +71,19 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, loader: FolderLoader, config: SchedulerConfig) -> Self {
-        Scheduler { store, clock, config, loader: Mutex::new(loader), synced_once: false.into() }
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        loader: FolderLoader,
+        config: SchedulerConfig,
+    ) -> Self {
+        Scheduler {
+            store,
+            clock,
+            config,
+            loader: Mutex::new(loader),
+            synced_once: false.into(),
+        }
     }
 
     /// One pass of the scheduler at `now`.
@@ -76,26 +94,44 @@ impl Scheduler {
         let first = !self.synced_once.load(std::sync::atomic::Ordering::Relaxed);
         if changed || first {
             self.store
-                .sync_dags(&DagSync { dags: loaded.snapshots(), import_errors: loaded.errors.clone(), now })
+                .sync_dags(&DagSync {
+                    dags: loaded.snapshots(),
+                    import_errors: loaded.errors.clone(),
+                    now,
+                })
                 .await?;
-            self.synced_once.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.synced_once
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             report.dags_changed = true;
             for error in &loaded.errors {
                 for line in &error.errors {
                     tracing::warn!(file = %error.fileloc, "DAG file not loaded: {line}");
                 }
             }
-            tracing::info!(dags = loaded.dags.len(), import_errors = loaded.errors.len(), "DAG folder loaded");
+            tracing::info!(
+                dags = loaded.dags.len(),
+                import_errors = loaded.errors.len(),
+                "DAG folder loaded"
+            );
         }
-        let paused: HashMap<String, bool> =
-            self.store.list_dags().await?.into_iter().map(|d| (d.dag_id, d.is_paused)).collect();
+        let paused: HashMap<String, bool> = self
+            .store
+            .list_dags()
+            .await?
+            .into_iter()
+            .map(|d| (d.dag_id, d.is_paused))
+            .collect();
         for (dag_id, loaded_dag) in &loaded.dags {
             if paused.get(dag_id).copied().unwrap_or(false) {
                 continue;
             }
             let dag = &loaded_dag.dag;
             self.create_due_runs(dag, now, &mut report).await?;
-            for run in self.store.start_queued_runs(dag_id, dag.max_active_runs, now).await? {
+            for run in self
+                .store
+                .start_queued_runs(dag_id, dag.max_active_runs, now)
+                .await?
+            {
                 tracing::info!(dag_id, run_id = %run.run_id, "run started");
                 report.started.push(run.run_id);
             }
@@ -108,16 +144,31 @@ impl Scheduler {
         Ok(report)
     }
 
-    async fn create_due_runs(&self, dag: &sluice_core::Dag, now: DateTime<Utc>, report: &mut TickReport) -> Result<(), SchedulerError> {
-        let Some(schedule) = &dag.schedule else { return Ok(()) };
+    async fn create_due_runs(
+        &self,
+        dag: &sluice_core::Dag,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<(), SchedulerError> {
+        let Some(schedule) = &dag.schedule else {
+            return Ok(());
+        };
         let active = self.active_runs(dag.id.as_str()).await?;
         let room = (dag.max_active_runs as usize).saturating_sub(active);
         if room == 0 {
             tracing::debug!(dag_id = %dag.id, "not creating runs: max_active_runs reached");
             return Ok(());
         }
-        let timetable = Timetable { schedule, timezone: dag.timezone, start_date: dag.start_date, end_date: dag.end_date };
-        let last_end = self.store.last_scheduled_interval_end(dag.id.as_str()).await?;
+        let timetable = Timetable {
+            schedule,
+            timezone: dag.timezone,
+            start_date: dag.start_date,
+            end_date: dag.end_date,
+        };
+        let last_end = self
+            .store
+            .last_scheduled_interval_end(dag.id.as_str())
+            .await?;
         let limit = room.min(self.config.max_runs_created_per_tick);
         for interval in timetable.due(last_end, now, dag.catchup, limit) {
             let request = RunRequest {
@@ -128,7 +179,11 @@ impl Scheduler {
                 triggered_by: "scheduler".to_owned(),
                 now,
             };
-            if let Some(run) = self.store.create_run_if_absent(&build_run(dag, request)).await? {
+            if let Some(run) = self
+                .store
+                .create_run_if_absent(&build_run(dag, request))
+                .await?
+            {
                 let late = now - interval.end;
                 tracing::info!(dag_id = %dag.id, run_id = %run.run_id, late_ms = late.num_milliseconds(), "run created");
                 report.created.push(run.run_id);
@@ -140,7 +195,11 @@ impl Scheduler {
     async fn active_runs(&self, dag_id: &str) -> Result<usize, SchedulerError> {
         let mut active = 0;
         for state in [RunState::Queued, RunState::Running] {
-            let filter = RunFilter { dag_id: Some(dag_id.to_owned()), state: Some(state), limit: 10_000 };
+            let filter = RunFilter {
+                dag_id: Some(dag_id.to_owned()),
+                state: Some(state),
+                limit: 10_000,
+            };
             active += self.store.list_runs(&filter).await?.len();
         }
         Ok(active)
@@ -176,7 +235,8 @@ impl Scheduler {
 
 /// 0.5 s, 1 s, 2 s … up to 30 s.
 pub fn backoff(failures: u32) -> Duration {
-    Duration::from_millis(500u64.saturating_mul(1 << failures.saturating_sub(1).min(6))).min(Duration::from_secs(30))
+    Duration::from_millis(500u64.saturating_mul(1 << failures.saturating_sub(1).min(6)))
+        .min(Duration::from_secs(30))
 }
 
 /// Creates a manual run of `dag` now and starts it at once when `max_active_runs` allows (a
@@ -191,19 +251,29 @@ pub async fn trigger(
     let request = RunRequest {
         run_type: RunType::Manual,
         logical_date: now,
-        data_interval: sluice_core::DataInterval { start: now, end: now },
+        data_interval: sluice_core::DataInterval {
+            start: now,
+            end: now,
+        },
         params,
         triggered_by: triggered_by.to_owned(),
         now,
     };
     let new_run = build_run(dag, request);
-    let run = store
-        .create_run_if_absent(&new_run)
+    let run = store.create_run_if_absent(&new_run).await?.ok_or_else(|| {
+        StoreError::Conflict(format!(
+            "a run `{}` of DAG `{}` already exists",
+            new_run.run_id, dag.id
+        ))
+    })?;
+    let paused = store
+        .get_dag(dag.id.as_str())
         .await?
-        .ok_or_else(|| StoreError::Conflict(format!("a run `{}` of DAG `{}` already exists", new_run.run_id, dag.id)))?;
-    let paused = store.get_dag(dag.id.as_str()).await?.is_some_and(|d| d.is_paused);
+        .is_some_and(|d| d.is_paused);
     if !paused {
-        store.start_queued_runs(dag.id.as_str(), dag.max_active_runs, now).await?;
+        store
+            .start_queued_runs(dag.id.as_str(), dag.max_active_runs, now)
+            .await?;
     }
     Ok(store.get_run_by_pk(run.pk).await?.unwrap_or(run))
 }

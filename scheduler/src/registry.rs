@@ -60,7 +60,10 @@ struct CachedFile {
 
 impl FolderLoader {
     pub fn new(folder: impl Into<PathBuf>) -> Self {
-        FolderLoader { folder: folder.into(), cache: BTreeMap::new() }
+        FolderLoader {
+            folder: folder.into(),
+            cache: BTreeMap::new(),
+        }
     }
 
     pub fn folder(&self) -> &Path {
@@ -77,15 +80,21 @@ impl FolderLoader {
             Err(e) => errors.push(folder_error(&self.folder, &format!("cannot be read: {e}"))),
         }
         files.sort();
-        let mut changed = files.len() != self.cache.len() || files.iter().any(|f| !self.cache.contains_key(f));
+        let mut changed =
+            files.len() != self.cache.len() || files.iter().any(|f| !self.cache.contains_key(f));
         let mut cache = BTreeMap::new();
         for path in files {
-            let stamp = std::fs::metadata(&path).map(|m| (m.len(), m.modified().ok())).unwrap_or((0, None));
+            let stamp = std::fs::metadata(&path)
+                .map(|m| (m.len(), m.modified().ok()))
+                .unwrap_or((0, None));
             let cached = match self.cache.remove(&path) {
                 Some(cached) if cached.stamp == stamp => cached,
                 _ => {
                     changed = true;
-                    CachedFile { stamp, result: load_file(&path) }
+                    CachedFile {
+                        stamp,
+                        result: load_file(&path),
+                    }
                 }
             };
             cache.insert(path, cached);
@@ -111,8 +120,13 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
     }
     files.sort();
     files.dedup();
-    let results: Vec<(PathBuf, Result<LoadedDag, Vec<DagError>>)> =
-        files.into_iter().map(|p| { let r = load_file(&p); (p, r) }).collect();
+    let results: Vec<(PathBuf, Result<LoadedDag, Vec<DagError>>)> = files
+        .into_iter()
+        .map(|p| {
+            let r = load_file(&p);
+            (p, r)
+        })
+        .collect();
     let mut loaded = assemble(results.iter().map(|(p, r)| (p.as_path(), r)));
     loaded.errors.extend(errors);
     loaded.errors.sort_by(|a, b| a.fileloc.cmp(&b.fileloc));
@@ -121,15 +135,33 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
 
 fn load_file(path: &Path) -> Result<LoadedDag, Vec<DagError>> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| vec![DagError { file: file.clone(), line: 1, col: 1, message: format!("cannot read the file: {e}") }])?;
-    let source = String::from_utf8(bytes)
-        .map_err(|e| vec![DagError { file: file.clone(), line: 1, col: 1, message: format!("the file is not UTF-8: {e}") }])?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        vec![DagError {
+            file: file.clone(),
+            line: 1,
+            col: 1,
+            message: format!("cannot read the file: {e}"),
+        }]
+    })?;
+    let source = String::from_utf8(bytes).map_err(|e| {
+        vec![DagError {
+            file: file.clone(),
+            line: 1,
+            col: 1,
+            message: format!("the file is not UTF-8: {e}"),
+        }]
+    })?;
     let dag = parse_dag(&file, &source)?;
-    Ok(LoadedDag { dag: Arc::new(dag), source: source.into() })
+    Ok(LoadedDag {
+        dag: Arc::new(dag),
+        source: source.into(),
+    })
 }
 
 /// Files in path order; a DAG id already taken by an earlier file is an error in the later one.
-fn assemble<'a>(results: impl Iterator<Item = (&'a Path, &'a Result<LoadedDag, Vec<DagError>>)>) -> Loaded {
+fn assemble<'a>(
+    results: impl Iterator<Item = (&'a Path, &'a Result<LoadedDag, Vec<DagError>>)>,
+) -> Loaded {
     let mut loaded = Loaded::default();
     for (path, result) in results {
         match result {
@@ -157,7 +189,11 @@ fn assemble<'a>(results: impl Iterator<Item = (&'a Path, &'a Result<LoadedDag, V
     loaded
 }
 
-fn collect_yaml_files(folder: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<ImportErrorRecord>) {
+fn collect_yaml_files(
+    folder: &Path,
+    files: &mut Vec<PathBuf>,
+    errors: &mut Vec<ImportErrorRecord>,
+) {
     let entries = match std::fs::read_dir(folder) {
         Ok(entries) => entries,
         Err(e) => {
@@ -174,12 +210,22 @@ fn collect_yaml_files(folder: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<
         }
         match entry.file_type() {
             Ok(kind) if kind.is_dir() => collect_yaml_files(&path, files, errors),
-            Ok(_) if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) => files.push(path),
+            Ok(_)
+                if matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml")
+                ) =>
+            {
+                files.push(path)
+            }
             _ => {}
         }
     }
 }
 
 fn folder_error(path: &Path, what: &str) -> ImportErrorRecord {
-    ImportErrorRecord { fileloc: path.display().to_string(), errors: vec![format!("{}:1:1: {what}", path.display())] }
+    ImportErrorRecord {
+        fileloc: path.display().to_string(),
+        errors: vec![format!("{}:1:1: {what}", path.display())],
+    }
 }

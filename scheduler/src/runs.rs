@@ -24,8 +24,16 @@ pub struct RunRequest {
 
 /// `scheduled__2026-01-01T02:00:00Z`, as Airflow names runs.
 pub fn run_id(run_type: RunType, logical_date: DateTime<Utc>) -> String {
-    let precision = if run_type == RunType::Manual { SecondsFormat::Micros } else { SecondsFormat::Secs };
-    format!("{}__{}", run_type.as_str(), logical_date.to_rfc3339_opts(precision, true))
+    let precision = if run_type == RunType::Manual {
+        SecondsFormat::Micros
+    } else {
+        SecondsFormat::Secs
+    };
+    format!(
+        "{}__{}",
+        run_type.as_str(),
+        logical_date.to_rfc3339_opts(precision, true)
+    )
 }
 
 pub fn build_run(dag: &Dag, request: RunRequest) -> NewRun {
@@ -34,7 +42,9 @@ pub fn build_run(dag: &Dag, request: RunRequest) -> NewRun {
     let mut tasks = Vec::with_capacity(dag.tasks.len());
     for task in &dag.tasks {
         let map_indexes: Vec<i32> = match &task.foreach {
-            Some(Foreach::List(items)) => (0..i32::try_from(items.len()).unwrap_or(i32::MAX)).collect(),
+            Some(Foreach::List(items)) => {
+                (0..i32::try_from(items.len()).unwrap_or(i32::MAX)).collect()
+            }
             _ => vec![UNMAPPED],
         };
         for map_index in map_indexes {
@@ -67,25 +77,36 @@ pub fn build_run(dag: &Dag, request: RunRequest) -> NewRun {
 
 /// Reads `--param key=value` pairs against the DAG's declared params. A value takes the type
 /// of the param's default: text stays text; numbers, booleans, lists and maps are read as JSON.
-pub fn parse_param_overrides(dag: &Dag, pairs: &[String]) -> Result<BTreeMap<String, Value>, SchedulerError> {
+pub fn parse_param_overrides(
+    dag: &Dag,
+    pairs: &[String],
+) -> Result<BTreeMap<String, Value>, SchedulerError> {
     let mut overrides = BTreeMap::new();
     for pair in pairs {
         let Some((key, raw)) = pair.split_once('=') else {
-            return Err(SchedulerError::BadParam(format!("`{pair}` is not of the form key=value")));
+            return Err(SchedulerError::BadParam(format!(
+                "`{pair}` is not of the form key=value"
+            )));
         };
         let Some(default) = dag.params.get(key) else {
             let known: Vec<&str> = dag.params.keys().map(String::as_str).collect();
             return Err(SchedulerError::BadParam(format!(
                 "DAG `{}` has no param `{key}` (declared: {})",
                 dag.id,
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
             )));
         };
         let value = match default {
             Value::String(_) | Value::Null => Value::String(raw.to_owned()),
             _ => {
                 let parsed: Value = serde_json::from_str(raw).map_err(|_| {
-                    SchedulerError::BadParam(format!("param `{key}` expects a value like `{default}`, got `{raw}`"))
+                    SchedulerError::BadParam(format!(
+                        "param `{key}` expects a value like `{default}`, got `{raw}`"
+                    ))
                 })?;
                 if std::mem::discriminant(&parsed) != std::mem::discriminant(default)
                     && !(parsed.is_number() && default.is_number())

@@ -63,12 +63,20 @@ pub async fn run(cli: &Cli, command: &DagsCommand) -> anyhow::Result<ExitCode> {
         DagsCommand::Validate { paths, format } => validate(cli, paths, *format),
         DagsCommand::List => list(cli).await,
         DagsCommand::NextRuns { dag_id, count } => next_runs(cli, dag_id, *count),
-        DagsCommand::Trigger { dag_id, params, wait } => trigger_dag(cli, dag_id, params, *wait).await,
+        DagsCommand::Trigger {
+            dag_id,
+            params,
+            wait,
+        } => trigger_dag(cli, dag_id, params, *wait).await,
     }
 }
 
 fn validate(cli: &Cli, paths: &[PathBuf], format: Format) -> anyhow::Result<ExitCode> {
-    let paths = if paths.is_empty() { vec![cli.dags_folder.clone()] } else { paths.to_vec() };
+    let paths = if paths.is_empty() {
+        vec![cli.dags_folder.clone()]
+    } else {
+        paths.to_vec()
+    };
     let loaded = load_paths(&paths);
     let problems: Vec<&String> = loaded.errors.iter().flat_map(|e| &e.errors).collect();
     match format {
@@ -80,7 +88,11 @@ fn validate(cli: &Cli, paths: &[PathBuf], format: Format) -> anyhow::Result<Exit
             if problems.is_empty() {
                 eprintln!("{} DAG file(s) valid", loaded.dags.len());
             } else {
-                eprintln!("{} problem(s) in {} of {files} file(s)", problems.len(), loaded.errors.len());
+                eprintln!(
+                    "{} problem(s) in {} of {files} file(s)",
+                    problems.len(),
+                    loaded.errors.len()
+                );
             }
         }
         Format::Json => {
@@ -93,7 +105,11 @@ fn validate(cli: &Cli, paths: &[PathBuf], format: Format) -> anyhow::Result<Exit
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
-    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `file:line:col: message` as a JSON object, for CI annotations.
@@ -109,7 +125,9 @@ fn problem_json(problem: &str) -> serde_json::Value {
     let line = fields.next().and_then(|l| l.parse::<usize>().ok());
     let file = fields.next();
     match (file, line, col) {
-        (Some(file), Some(line), Some(col)) => serde_json::json!({ "file": file, "line": line, "col": col, "message": message }),
+        (Some(file), Some(line), Some(col)) => {
+            serde_json::json!({ "file": file, "line": line, "col": col, "message": message })
+        }
         _ => serde_json::json!({ "file": null, "line": null, "col": null, "message": problem }),
     }
 }
@@ -118,10 +136,16 @@ async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
     let loaded = load_paths(std::slice::from_ref(&cli.dags_folder));
     let store = open_store(&cli.database_url).await?;
     let records = store.list_dags().await?;
-    println!("{:<28} {:<16} {:<18} {:<7} {:>5}  FILE", "DAG", "SCHEDULE", "TIMEZONE", "PAUSED", "TASKS");
+    println!(
+        "{:<28} {:<16} {:<18} {:<7} {:>5}  FILE",
+        "DAG", "SCHEDULE", "TIMEZONE", "PAUSED", "TASKS"
+    );
     for (id, loaded_dag) in &loaded.dags {
         let dag = &loaded_dag.dag;
-        let paused = records.iter().find(|r| &r.dag_id == id).is_some_and(|r| r.is_paused);
+        let paused = records
+            .iter()
+            .find(|r| &r.dag_id == id)
+            .is_some_and(|r| r.is_paused);
         println!(
             "{:<28} {:<16} {:<18} {:<7} {:>5}  {}",
             id,
@@ -146,15 +170,26 @@ fn next_runs(cli: &Cli, dag_id: &str, count: usize) -> anyhow::Result<ExitCode> 
         println!("DAG `{dag_id}` has no schedule: it runs only when triggered");
         return Ok(ExitCode::SUCCESS);
     };
-    let timetable = Timetable { schedule, timezone: dag.timezone, start_date: dag.start_date, end_date: dag.end_date };
+    let timetable = Timetable {
+        schedule,
+        timezone: dag.timezone,
+        start_date: dag.start_date,
+        end_date: dag.end_date,
+    };
     let tz = dag.timezone;
     println!("{} ({}, {})", dag.id, schedule.expression(), tz.name());
     println!("{:<27} {:<27}", "RUNS AT", "LOGICAL DATE (ds)");
     for interval in timetable.upcoming(Utc::now(), count) {
         println!(
             "{:<27} {:<27}",
-            interval.end.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z"),
-            interval.start.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z"),
+            interval
+                .end
+                .with_timezone(&tz)
+                .format("%Y-%m-%d %H:%M:%S %Z"),
+            interval
+                .start
+                .with_timezone(&tz)
+                .format("%Y-%m-%d %H:%M:%S %Z"),
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -165,7 +200,11 @@ fn dag_from_folder(cli: &Cli, dag_id: &str) -> anyhow::Result<Dag> {
     if let Some(found) = loaded.dags.get(dag_id) {
         return Ok((*found.dag).clone());
     }
-    let broken = loaded.errors.iter().flat_map(|e| &e.errors).find(|line| line.contains(&format!("{dag_id}.")));
+    let broken = loaded
+        .errors
+        .iter()
+        .flat_map(|e| &e.errors)
+        .find(|line| line.contains(&format!("{dag_id}.")));
     Err(UsageError(match broken {
         Some(line) => format!("DAG `{dag_id}` did not load: {line}"),
         None => format!("no DAG `{dag_id}` in {}", cli.dags_folder.display()),
@@ -184,37 +223,67 @@ async fn dag_from_store(store: &dyn Store, cli: &Cli, dag_id: &str) -> anyhow::R
         .into());
     };
     if !record.is_active {
-        return Err(UsageError(format!("DAG `{dag_id}` is no longer in the DAG folder (its file {} is gone)", record.fileloc)).into());
+        return Err(UsageError(format!(
+            "DAG `{dag_id}` is no longer in the DAG folder (its file {} is gone)",
+            record.fileloc
+        ))
+        .into());
     }
-    let version = store
-        .dag_version(&record.hash)
-        .await?
-        .with_context(|| format!("version {} of DAG `{dag_id}` is missing from the database", record.hash))?;
+    let version = store.dag_version(&record.hash).await?.with_context(|| {
+        format!(
+            "version {} of DAG `{dag_id}` is missing from the database",
+            record.hash
+        )
+    })?;
     parse_dag(&version.fileloc, &version.source).map_err(|errors| {
-        anyhow::anyhow!("the stored DAG `{dag_id}` does not parse: {}", errors.first().map(ToString::to_string).unwrap_or_default())
+        anyhow::anyhow!(
+            "the stored DAG `{dag_id}` does not parse: {}",
+            errors.first().map(ToString::to_string).unwrap_or_default()
+        )
     })
 }
 
-async fn trigger_dag(cli: &Cli, dag_id: &str, params: &[String], wait: bool) -> anyhow::Result<ExitCode> {
+async fn trigger_dag(
+    cli: &Cli,
+    dag_id: &str,
+    params: &[String],
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
     let store = open_store(&cli.database_url).await?;
     let dag = dag_from_store(store.as_ref(), cli, dag_id).await?;
     let overrides = parse_param_overrides(&dag, params).map_err(|e| UsageError(e.to_string()))?;
-    let who = std::env::var("USER").map(|u| format!("cli:{u}")).unwrap_or_else(|_| "cli".to_owned());
+    let who = std::env::var("USER")
+        .map(|u| format!("cli:{u}"))
+        .unwrap_or_else(|_| "cli".to_owned());
     let run = trigger(store.as_ref(), &dag, overrides, &who, Utc::now()).await?;
-    println!("triggered {} run {} ({})", run.dag_id, run.run_id, run.state);
+    println!(
+        "triggered {} run {} ({})",
+        run.dag_id, run.run_id, run.state
+    );
     if !wait {
         return Ok(ExitCode::SUCCESS);
     }
     let run = loop {
-        let current = store.get_run_by_pk(run.pk).await?.context("the run disappeared while waiting")?;
+        let current = store
+            .get_run_by_pk(run.pk)
+            .await?
+            .context("the run disappeared while waiting")?;
         if current.state.is_terminal() {
             break current;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     for ti in store.task_instances(run.pk).await? {
-        let task = if ti.map_index >= 0 { format!("{}[{}]", ti.task_id, ti.map_index) } else { ti.task_id.clone() };
-        println!("  {task:<32} {:<16} tries {}", ti.state.as_str(), ti.try_number);
+        let task = if ti.map_index >= 0 {
+            format!("{}[{}]", ti.task_id, ti.map_index)
+        } else {
+            ti.task_id.clone()
+        };
+        println!(
+            "  {task:<32} {:<16} tries {}",
+            ti.state.as_str(),
+            ti.try_number
+        );
     }
     println!("run {} {}", run.run_id, run.state);
     Ok(match run.state {

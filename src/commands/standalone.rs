@@ -25,7 +25,12 @@ pub struct Args {
     #[arg(long, env = "SLUICE_SLOTS", default_value_t = 8)]
     slots: u32,
     /// Queues the local worker serves (comma-separated).
-    #[arg(long, env = "SLUICE_QUEUES", value_delimiter = ',', default_value = "default")]
+    #[arg(
+        long,
+        env = "SLUICE_QUEUES",
+        value_delimiter = ',',
+        default_value = "default"
+    )]
     queues: Vec<String>,
 }
 
@@ -47,8 +52,13 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         FolderLoader::new(&cli.dags_folder),
         SchedulerConfig::default(),
     ));
-    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".to_owned());
-    let mut worker_config = WorkerConfig::new(format!("{host}:{}:standalone", std::process::id()), args.slots);
+    let host = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    let mut worker_config = WorkerConfig::new(
+        format!("{host}:{}:standalone", std::process::id()),
+        args.slots,
+    );
     worker_config.host = host;
     worker_config.queues = args.queues.clone();
     let worker = Worker::new(store.clone(), clock, worker_config);

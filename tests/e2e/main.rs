@@ -1,1 +1,5 @@
+//! End-to-end tests: the real `sluice` binary, started as users start it.
 
+mod cli;
+mod standalone;
+mod support;

@@ -25,9 +25,15 @@ pub(crate) fn build(
     let item = match (&task.foreach, attempt.map_index) {
         (None, _) => None,
         (Some(Foreach::List(items)), index) if index >= 0 => {
-            let item = usize::try_from(index).ok().and_then(|i| items.get(i)).ok_or_else(|| {
-                StepError::new(format!("map index {index} is out of range: the DAG version lists {} items", items.len()))
-            })?;
+            let item = usize::try_from(index)
+                .ok()
+                .and_then(|i| items.get(i))
+                .ok_or_else(|| {
+                    StepError::new(format!(
+                        "map index {index} is out of range: the DAG version lists {} items",
+                        items.len()
+                    ))
+                })?;
             Some(item.clone())
         }
         (Some(_), _) => {
@@ -54,16 +60,32 @@ pub(crate) fn build(
     };
     let template_context = template::context(&input);
     let mut process_env = BTreeMap::new();
-    for (key, name) in [("dag_id", "SLUICE_DAG_ID"), ("task_id", "SLUICE_TASK_ID"), ("run_id", "SLUICE_RUN_ID"), ("ds", "SLUICE_DS"), ("ts", "SLUICE_TS"), ("logical_date", "SLUICE_LOGICAL_DATE")] {
+    for (key, name) in [
+        ("dag_id", "SLUICE_DAG_ID"),
+        ("task_id", "SLUICE_TASK_ID"),
+        ("run_id", "SLUICE_RUN_ID"),
+        ("ds", "SLUICE_DS"),
+        ("ts", "SLUICE_TS"),
+        ("logical_date", "SLUICE_LOGICAL_DATE"),
+    ] {
         if let Some(value) = template_context.get(key).and_then(Value::as_str) {
             process_env.insert(name.to_owned(), value.to_owned());
         }
     }
-    process_env.insert("SLUICE_TRY_NUMBER".to_owned(), attempt.try_number.to_string());
+    process_env.insert(
+        "SLUICE_TRY_NUMBER".to_owned(),
+        attempt.try_number.to_string(),
+    );
     if attempt.map_index >= 0 {
         process_env.insert("SLUICE_MAP_INDEX".to_owned(), attempt.map_index.to_string());
     }
-    Ok(StepContext { template_context, log, cancel, env: process_env, base_dir: base_dir.to_path_buf() })
+    Ok(StepContext {
+        template_context,
+        log,
+        cancel,
+        env: process_env,
+        base_dir: base_dir.to_path_buf(),
+    })
 }
 
 /// Connections named by `SLUICE_CONN_<NAME>=url` variables; `<NAME>` lower-cased is the name
@@ -72,12 +94,16 @@ pub(crate) fn build(
 pub fn connections_from_env(env: &BTreeMap<String, String>) -> BTreeMap<String, Connection> {
     let mut connections = BTreeMap::new();
     for (key, value) in env {
-        let Some(name) = key.strip_prefix("SLUICE_CONN_") else { continue };
+        let Some(name) = key.strip_prefix("SLUICE_CONN_") else {
+            continue;
+        };
         match Connection::parse_url(value) {
             Ok(connection) => {
                 connections.insert(name.to_ascii_lowercase(), connection);
             }
-            Err(_) => tracing::warn!(variable = %key, "ignoring a connection that is not a valid URL"),
+            Err(_) => {
+                tracing::warn!(variable = %key, "ignoring a connection that is not a valid URL")
+            }
         }
     }
     connections

@@ -15,7 +15,9 @@ use std::time::Duration;
 use chrono::Utc;
 use sluice_core::clock::Clock;
 use sluice_core::{Dag, Task, parse_dag};
-use sluice_store::{AttemptOutcome, Claim, ClaimedAttempt, FinishAttempt, Store, StoreError, WorkerBeat};
+use sluice_store::{
+    AttemptOutcome, Claim, ClaimedAttempt, FinishAttempt, Store, StoreError, WorkerBeat,
+};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +36,9 @@ pub struct WorkerConfig {
     /// The longest an idle worker waits before looking for work without a wake-up.
     pub poll_interval: Duration,
     pub heartbeat_interval: Duration,
+    /// On shutdown, how long running attempts may go on before they are stopped and
+    /// recorded as failed (and retried if their task allows).
+    pub shutdown_grace: Duration,
     /// Where relative paths in steps resolve.
     pub base_dir: PathBuf,
 }
@@ -47,6 +52,7 @@ impl WorkerConfig {
             slots,
             poll_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
             base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
         }
     }
@@ -58,11 +64,19 @@ pub struct Worker {
     config: WorkerConfig,
     /// Parsed DAG versions by hash: a run is pinned to the version it was created with.
     dags: Mutex<HashMap<String, Arc<Dag>>>,
+    /// Cancelled when the shutdown grace runs out: running attempts stop and fail.
+    stopping: CancellationToken,
 }
 
 impl Worker {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: WorkerConfig) -> Arc<Self> {
-        Arc::new(Worker { store, clock, config, dags: Mutex::new(HashMap::new()) })
+        Arc::new(Worker {
+            store,
+            clock,
+            config,
+            dags: Mutex::new(HashMap::new()),
+            stopping: CancellationToken::new(),
+        })
     }
 
     /// Claims and runs attempts until `shutdown` turns true, then waits for running ones.
@@ -91,7 +105,7 @@ impl Worker {
                         tracing::error!(%error, retry_in_ms = pause.as_millis() as u64, "claiming work failed");
                         tokio::select! {
                             _ = tokio::time::sleep(pause) => {}
-                            _ = shutdown.wait_for(|stop| *stop) => break,
+                            _ = stopped(&mut shutdown) => break,
                         }
                         continue;
                     }
@@ -102,7 +116,7 @@ impl Worker {
                 if running.len() as u32 >= self.config.slots {
                     tokio::select! {
                         _ = running.join_next() => {}
-                        _ = shutdown.wait_for(|stop| *stop) => break,
+                        _ = stopped(&mut shutdown) => break,
                     }
                 }
                 continue;
@@ -112,10 +126,26 @@ impl Worker {
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
                 _ = beat_timer.tick() => self.beat(running.len() as u32).await,
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = stopped(&mut shutdown) => break,
             }
         }
-        while running.join_next().await.is_some() {}
+        if running.is_empty() {
+            return;
+        }
+        tracing::info!(
+            running = running.len(),
+            grace_s = self.config.shutdown_grace.as_secs(),
+            "worker stopping: waiting for running attempts"
+        );
+        let drain = async { while running.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.config.shutdown_grace, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace elapsed: stopping the attempts still running");
+            self.stopping.cancel();
+            while running.join_next().await.is_some() {}
+        }
     }
 
     /// Claims up to `limit` attempts: one round of the dispatcher, for tests.
@@ -147,12 +177,16 @@ impl Worker {
     #[tracing::instrument(skip_all, fields(dag_id = %attempt.dag_id, run_id = %attempt.run_id, task_id = %attempt.task_id, try_number = attempt.try_number))]
     pub async fn execute(&self, attempt: ClaimedAttempt) {
         let cancel = CancellationToken::new();
-        let (log, writer) = LogWriter::start(self.store.clone(), attempt.lease.clone(), cancel.clone());
+        let (log, writer) =
+            LogWriter::start(self.store.clone(), attempt.lease.clone(), cancel.clone());
         let heartbeat = self.spawn_heartbeat(&attempt, cancel.clone());
         let result = self.run_attempt(&attempt, &log, &cancel).await;
         heartbeat.abort();
         if let Err(error) = &result {
-            log.line(format!("[sluice] attempt {} failed: {}", attempt.try_number, error.message));
+            log.line(format!(
+                "[sluice] attempt {} failed: {}",
+                attempt.try_number, error.message
+            ));
         }
         drop(log);
         writer.finish().await;
@@ -163,7 +197,14 @@ impl Worker {
         }
         let (outcome, output, error) = match result {
             Ok(output) => (AttemptOutcome::Success, output, None),
-            Err(error) => (AttemptOutcome::Failed, StepOutput { exit_code: error.exit_code, ..Default::default() }, Some(error.message)),
+            Err(error) => (
+                AttemptOutcome::Failed,
+                StepOutput {
+                    exit_code: error.exit_code,
+                    ..Default::default()
+                },
+                Some(error.message),
+            ),
         };
         let finish = FinishAttempt {
             lease: attempt.lease.clone(),
@@ -176,10 +217,20 @@ impl Worker {
         self.finish_with_retry(&finish).await;
     }
 
-    async fn run_attempt(&self, attempt: &ClaimedAttempt, log: &LogSink, cancel: &CancellationToken) -> Result<StepOutput, StepError> {
+    async fn run_attempt(
+        &self,
+        attempt: &ClaimedAttempt,
+        log: &LogSink,
+        cancel: &CancellationToken,
+    ) -> Result<StepOutput, StepError> {
         let dag = self.dag(&attempt.dag_hash, &attempt.dag_id).await?;
         let task = dag.task(&attempt.task_id).ok_or_else(|| {
-            StepError::new(format!("task `{}` is not in version {} of DAG `{}`", attempt.task_id, short(&attempt.dag_hash), attempt.dag_id))
+            StepError::new(format!(
+                "task `{}` is not in version {} of DAG `{}`",
+                attempt.task_id,
+                short(&attempt.dag_hash),
+                attempt.dag_id
+            ))
         })?;
         log.line(format!(
             "[sluice] {} try {} of {} of {}.{}{} on {} (run {})",
@@ -188,15 +239,27 @@ impl Worker {
             attempt.max_tries,
             attempt.dag_id,
             attempt.task_id,
-            if attempt.map_index >= 0 { format!("[{}]", attempt.map_index) } else { String::new() },
+            if attempt.map_index >= 0 {
+                format!("[{}]", attempt.map_index)
+            } else {
+                String::new()
+            },
             self.config.worker_id,
             attempt.run_id
         ));
-        let ctx = self.step_context(&dag, task, attempt, log.clone(), cancel.clone()).await?;
+        let ctx = self
+            .step_context(&dag, task, attempt, log.clone(), cancel.clone())
+            .await?;
         let step = steps::run(&task.step, &ctx);
         let stopped = async {
-            cancel.cancelled().await;
-            Err(StepError::new("stopped: the attempt was cancelled"))
+            tokio::select! {
+                _ = cancel.cancelled() => Err(StepError::new("stopped: the attempt was cancelled")),
+                _ = self.stopping.cancelled() => Err(StepError::new(format!(
+                    "stopped: worker {} shut down and its grace period of {} ran out",
+                    self.config.worker_id,
+                    human(self.config.shutdown_grace)
+                ))),
+            }
         };
         match attempt.timeout {
             Some(limit) => tokio::select! {
@@ -228,7 +291,15 @@ impl Worker {
                 .await
                 .map_err(|e| StepError::new(format!("reading upstream outputs: {e}")))?,
         };
-        context::build(dag, task, attempt, &outputs, log, cancel, &self.config.base_dir)
+        context::build(
+            dag,
+            task,
+            attempt,
+            &outputs,
+            log,
+            cancel,
+            &self.config.base_dir,
+        )
     }
 
     async fn dag(&self, hash: &str, dag_id: &str) -> Result<Arc<Dag>, StepError> {
@@ -239,18 +310,35 @@ impl Worker {
             .store
             .dag_version(hash)
             .await
-            .map_err(|e| StepError::new(format!("loading version {} of DAG `{dag_id}`: {e}", short(hash))))?
-            .ok_or_else(|| StepError::new(format!("version {} of DAG `{dag_id}` is not in the database", short(hash))))?;
+            .map_err(|e| {
+                StepError::new(format!(
+                    "loading version {} of DAG `{dag_id}`: {e}",
+                    short(hash)
+                ))
+            })?
+            .ok_or_else(|| {
+                StepError::new(format!(
+                    "version {} of DAG `{dag_id}` is not in the database",
+                    short(hash)
+                ))
+            })?;
         let dag = parse_dag(&version.fileloc, &version.source).map_err(|errors| {
             let first = errors.first().map(ToString::to_string).unwrap_or_default();
-            StepError::new(format!("version {} of DAG `{dag_id}` does not parse: {first}", short(hash)))
+            StepError::new(format!(
+                "version {} of DAG `{dag_id}` does not parse: {first}",
+                short(hash)
+            ))
         })?;
         let dag = Arc::new(dag);
         self.dags.lock().await.insert(hash.to_owned(), dag.clone());
         Ok(dag)
     }
 
-    fn spawn_heartbeat(&self, attempt: &ClaimedAttempt, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    fn spawn_heartbeat(
+        &self,
+        attempt: &ClaimedAttempt,
+        cancel: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let store = self.store.clone();
         let clock = self.clock.clone();
         let lease = attempt.lease.clone();
@@ -266,7 +354,9 @@ impl Worker {
                         cancel.cancel();
                         return;
                     }
-                    Err(error) => tracing::warn!(attempt_id = lease.attempt_id, %error, "attempt heartbeat failed"),
+                    Err(error) => {
+                        tracing::warn!(attempt_id = lease.attempt_id, %error, "attempt heartbeat failed")
+                    }
                 }
             }
         })
@@ -309,4 +399,10 @@ pub fn human(duration: Duration) -> String {
         60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
         _ => format!("{}h {:02}m", secs / 3600, (secs % 3600) / 60),
     }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone). Holds no borrow of the channel
+/// afterwards, so the worker loop's future stays `Send`.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }

@@ -39,7 +39,11 @@ pub struct LogWriter {
 
 impl LogWriter {
     /// Starts the writer. A `LeaseLost` answer cancels `cancel`: someone else owns the attempt now.
-    pub fn start(store: Arc<dyn Store>, lease: Lease, cancel: CancellationToken) -> (LogSink, LogWriter) {
+    pub fn start(
+        store: Arc<dyn Store>,
+        lease: Lease,
+        cancel: CancellationToken,
+    ) -> (LogSink, LogWriter) {
         let (sender, mut receiver) = mpsc::unbounded_channel::<String>();
         let handle = tokio::spawn(async move {
             let mut batch: Vec<String> = Vec::new();

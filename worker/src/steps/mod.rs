@@ -51,7 +51,10 @@ pub struct StepError {
 
 impl StepError {
     pub fn new(message: impl Into<String>) -> Self {
-        StepError { message: message.into(), exit_code: None }
+        StepError {
+            message: message.into(),
+            exit_code: None,
+        }
     }
 }
 

@@ -30,7 +30,10 @@ pub async fn run(step: &ShellStep, ctx: &StepContext) -> Result<StepOutput, Step
         None => ctx.base_dir.clone(),
     };
     if !working_dir.is_dir() {
-        return Err(StepError::new(format!("working_dir `{}` is not a folder", working_dir.display())));
+        return Err(StepError::new(format!(
+            "working_dir `{}` is not a folder",
+            working_dir.display()
+        )));
     }
     ctx.log.line(format!("$ {command}"));
 
@@ -46,7 +49,10 @@ pub async fn run(step: &ShellStep, ctx: &StepContext) -> Result<StepOutput, Step
         .process_group(0)
         .spawn()
         .map_err(|e| StepError::new(format!("starting `{}`: {e}", shell())))?;
-    let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+    let group = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
     let _guard = GroupGuard { group };
 
     let stdout = child.stdout.take().expect("stdout was configured as piped");
@@ -73,7 +79,11 @@ pub async fn run(step: &ShellStep, ctx: &StepContext) -> Result<StepOutput, Step
 }
 
 fn shell() -> &'static str {
-    if Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" }
+    if Path::new("/bin/bash").exists() {
+        "/bin/bash"
+    } else {
+        "/bin/sh"
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -83,7 +93,11 @@ enum OutputLines {
 }
 
 /// Copies lines into the log; on stdout also collects `::output key=value` lines.
-async fn pump(stream: impl AsyncRead + Unpin, log: LogSink, outputs: OutputLines) -> std::collections::BTreeMap<String, Value> {
+async fn pump(
+    stream: impl AsyncRead + Unpin,
+    log: LogSink,
+    outputs: OutputLines,
+) -> std::collections::BTreeMap<String, Value> {
     let mut found = std::collections::BTreeMap::new();
     let mut reader = BufReader::new(stream);
     let mut buffer = Vec::new();
@@ -95,7 +109,10 @@ async fn pump(stream: impl AsyncRead + Unpin, log: LogSink, outputs: OutputLines
                 let line = String::from_utf8_lossy(&buffer);
                 let line = line.trim_end_matches(['\n', '\r']);
                 if outputs == OutputLines::Parse {
-                    if let Some((key, value)) = line.strip_prefix("::output ").and_then(|rest| rest.split_once('=')) {
+                    if let Some((key, value)) = line
+                        .strip_prefix("::output ")
+                        .and_then(|rest| rest.split_once('='))
+                    {
                         found.insert(key.trim().to_owned(), Value::String(value.to_owned()));
                     }
                 }

@@ -1,0 +1,166 @@
+//! The scheduler driven tick by tick with a manual clock over a real SQLite store.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sluice_core::RunState;
+use sluice_core::clock::ManualClock;
+use sluice_scheduler::{FolderLoader, Scheduler, SchedulerConfig};
+use sluice_store::{Paused, RunFilter, Store};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    scheduler: Scheduler,
+}
+
+async fn fixture(dags: &[(&str, &str)]) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("dags");
+    std::fs::create_dir_all(&folder).unwrap();
+    for (name, yaml) in dags {
+        std::fs::write(folder.join(name), yaml).unwrap();
+    }
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let store = sluice_store::connect(&url).await.unwrap();
+    let clock = Arc::new(ManualClock::new(at(2026, 1, 1, 0)));
+    let scheduler = Scheduler::new(
+        store.clone(),
+        clock,
+        FolderLoader::new(&folder),
+        SchedulerConfig::default(),
+    );
+    Fixture {
+        dir,
+        store,
+        scheduler,
+    }
+}
+
+fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
+}
+
+async fn runs(store: &dyn Store, dag_id: &str) -> Vec<sluice_store::RunRecord> {
+    let mut runs = store
+        .list_runs(&RunFilter {
+            dag_id: Some(dag_id.into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    runs.reverse();
+    runs
+}
+
+const DAILY: &str = "dag: daily\nschedule: '0 2 * * *'\ntimezone: UTC\nstart_date: 2026-01-01\ncatchup: true\nmax_active_runs: 2\ntasks:\n  a:\n    type: noop\n";
+
+#[tokio::test]
+async fn catchup_creates_missed_intervals_oldest_first_within_max_active_runs() {
+    let f = fixture(&[("daily.yaml", DAILY)]).await;
+    let report = f.scheduler.tick(at(2026, 1, 5, 12)).await.unwrap();
+    assert!(report.dags_changed);
+    // four intervals are complete (Jan 1-2 … Jan 4-5) but only two may be active
+    let created = runs(f.store.as_ref(), "daily").await;
+    assert_eq!(
+        created.len(),
+        2,
+        "{:?}",
+        created.iter().map(|r| &r.run_id).collect::<Vec<_>>()
+    );
+    assert_eq!(created[0].logical_date, at(2026, 1, 1, 2));
+    assert_eq!(created[0].data_interval.end, at(2026, 1, 2, 2));
+    assert_eq!(created[0].run_id, "scheduled__2026-01-01T02:00:00Z");
+    assert!(created.iter().all(|r| r.state == RunState::Running));
+
+    // a second tick at the same time changes nothing
+    let report = f.scheduler.tick(at(2026, 1, 5, 12)).await.unwrap();
+    assert!(report.created.is_empty());
+    assert!(!report.dags_changed);
+}
+
+#[tokio::test]
+async fn without_catchup_only_the_latest_interval_runs() {
+    let yaml = DAILY.replace("catchup: true", "catchup: false");
+    let f = fixture(&[("daily.yaml", &yaml)]).await;
+    f.scheduler.tick(at(2026, 1, 5, 12)).await.unwrap();
+    let created = runs(f.store.as_ref(), "daily").await;
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].logical_date, at(2026, 1, 4, 2));
+}
+
+#[tokio::test]
+async fn a_paused_dag_gets_no_new_runs_until_unpaused() {
+    let f = fixture(&[("daily.yaml", DAILY)]).await;
+    f.scheduler.tick(at(2025, 12, 31, 0)).await.unwrap();
+    f.store.set_paused("daily", Paused::Paused).await.unwrap();
+    f.scheduler.tick(at(2026, 1, 3, 3)).await.unwrap();
+    assert!(runs(f.store.as_ref(), "daily").await.is_empty());
+    f.store.set_paused("daily", Paused::Active).await.unwrap();
+    f.scheduler.tick(at(2026, 1, 3, 3)).await.unwrap();
+    assert_eq!(runs(f.store.as_ref(), "daily").await.len(), 2);
+}
+
+#[tokio::test]
+async fn edited_and_removed_dag_files_are_picked_up_without_restart() {
+    let f = fixture(&[("daily.yaml", DAILY)]).await;
+    f.scheduler.tick(at(2025, 12, 31, 0)).await.unwrap();
+    let before = f.store.get_dag("daily").await.unwrap().unwrap();
+    assert_eq!(before.schedule.as_deref(), Some("0 2 * * *"));
+
+    let path = f.dir.path().join("dags/daily.yaml");
+    std::fs::write(&path, DAILY.replace("0 2 * * *", "0 3 * * *")).unwrap();
+    let report = f.scheduler.tick(at(2025, 12, 31, 0)).await.unwrap();
+    assert!(report.dags_changed);
+    let after = f.store.get_dag("daily").await.unwrap().unwrap();
+    assert_eq!(after.schedule.as_deref(), Some("0 3 * * *"));
+    assert_ne!(before.hash, after.hash);
+
+    std::fs::remove_file(&path).unwrap();
+    f.scheduler.tick(at(2025, 12, 31, 0)).await.unwrap();
+    assert!(!f.store.get_dag("daily").await.unwrap().unwrap().is_active);
+}
+
+#[tokio::test]
+async fn a_broken_file_is_an_import_error_and_the_others_still_load() {
+    let f = fixture(&[
+        ("daily.yaml", DAILY),
+        ("broken.yaml", "tasks:\n  a:\n    type: teleport\n"),
+    ])
+    .await;
+    f.scheduler.tick(at(2025, 12, 31, 0)).await.unwrap();
+    assert!(f.store.get_dag("daily").await.unwrap().is_some());
+    let errors = f.store.import_errors().await.unwrap();
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].fileloc.ends_with("broken.yaml"));
+    assert!(
+        errors[0].errors[0].contains("broken.yaml:3:"),
+        "{:?}",
+        errors[0].errors
+    );
+
+    // fixing the file clears the error
+    std::fs::write(
+        f.dir.path().join("dags/broken.yaml"),
+        "tasks:\n  a:\n    type: noop\n",
+    )
+    .unwrap();
+    f.scheduler.tick(at(2025, 12, 31, 0)).await.unwrap();
+    assert!(f.store.import_errors().await.unwrap().is_empty());
+    assert!(f.store.get_dag("broken").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn two_files_claiming_one_dag_id_report_the_second() {
+    let f = fixture(&[("a.yaml", DAILY), ("b.yaml", DAILY)]).await;
+    f.scheduler.tick(at(2025, 12, 31, 0)).await.unwrap();
+    let errors = f.store.import_errors().await.unwrap();
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].errors[0].contains("DAG id `daily` is already defined in"),
+        "{:?}",
+        errors
+    );
+    assert!(errors[0].fileloc.ends_with("b.yaml"));
+}

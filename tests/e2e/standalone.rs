@@ -1,0 +1,130 @@
+//! `sluice standalone` as a user runs it: trigger a DAG, watch it retry, read both attempts.
+
+use sluice_core::{AttemptState, RunState, TaskState};
+
+use crate::support::{TestApp, text};
+
+const FLAKY: &str = r#"
+dag: flaky
+schedule: null
+params:
+  who: world
+defaults:
+  retries: 1
+  retry_delay: 1s
+tasks:
+  extract:
+    type: shell
+    command: |
+      echo "hello {{ params.who }}, try {{ try_number }}"
+      if [ "{{ try_number }}" -lt 2 ]; then echo "simulated outage" >&2; exit 7; fi
+      echo "::output rows=3"
+  load:
+    type: shell
+    depends_on: [extract]
+    command: echo "loading {{ outputs.extract.rows }} rows"
+"#;
+
+async fn retried_task_keeps_every_attempt_and_log(app: TestApp) {
+    let output = app.trigger_when_loaded(&[
+        "dags",
+        "trigger",
+        "flaky",
+        "--param",
+        "who=sluice",
+        "--wait",
+    ]);
+    assert!(
+        output.status.success(),
+        "trigger --wait failed: {}\n{}\nserver:\n{}",
+        text(&output.stdout),
+        text(&output.stderr),
+        app.stderr()
+    );
+    assert!(
+        text(&output.stdout).contains("success"),
+        "{}",
+        text(&output.stdout)
+    );
+
+    let store = sluice_store::connect(&app.database_url)
+        .await
+        .expect("opening the app's database");
+    let runs = store
+        .list_runs(&sluice_store::RunFilter {
+            dag_id: Some("flaky".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("listing runs");
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(run.state, RunState::Success);
+    assert_eq!(run.params["who"], "sluice");
+
+    let attempts = store.attempts(run.pk).await.expect("reading attempts");
+    let extract: Vec<_> = attempts.iter().filter(|a| a.task_id == "extract").collect();
+    assert_eq!(
+        extract.len(),
+        2,
+        "both tries of extract are kept: {attempts:?}"
+    );
+    assert_eq!(extract[0].state, AttemptState::Failed);
+    assert_eq!(extract[0].exit_code, Some(7));
+    assert_eq!(
+        extract[0].error.as_deref(),
+        Some("command exited with code 7")
+    );
+    assert_eq!(extract[1].state, AttemptState::Success);
+
+    let first_log = log_of(store.as_ref(), extract[0].id).await;
+    assert!(first_log.contains("hello sluice, try 1"), "{first_log}");
+    assert!(first_log.contains("simulated outage"), "{first_log}");
+    assert!(
+        first_log.contains("command exited with code 7"),
+        "the error is in the log too: {first_log}"
+    );
+    let second_log = log_of(store.as_ref(), extract[1].id).await;
+    assert!(second_log.contains("hello sluice, try 2"), "{second_log}");
+
+    let load = attempts
+        .iter()
+        .find(|a| a.task_id == "load")
+        .expect("load ran");
+    assert!(
+        log_of(store.as_ref(), load.id)
+            .await
+            .contains("loading 3 rows")
+    );
+    let states: Vec<TaskState> = store
+        .task_instances(run.pk)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.state)
+        .collect();
+    assert_eq!(states, vec![TaskState::Success, TaskState::Success]);
+
+    // the web page shows the run with both tries
+    let page = reqwest::get(format!("{}/", app.base_url))
+        .await
+        .expect("fetching the DAG list");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("flaky"));
+}
+
+async fn log_of(store: &dyn sluice_store::Store, attempt_id: i64) -> String {
+    store
+        .read_log(attempt_id, 0)
+        .await
+        .expect("reading a log")
+        .into_iter()
+        .map(|c| c.content)
+        .collect()
+}
+
+#[tokio::test]
+async fn sqlite_retried_task_keeps_every_attempt_and_log() {
+    retried_task_keeps_every_attempt_and_log(TestApp::spawn(&[("flaky.yaml", FLAKY)], None)).await;
+}
