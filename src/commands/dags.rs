@@ -9,7 +9,7 @@ use chrono::Utc;
 use clap::{Subcommand, ValueEnum};
 use sluice_core::{Dag, RunState, Timetable, parse_dag};
 use sluice_scheduler::{load_paths, parse_param_overrides, trigger};
-use sluice_store::Store;
+use sluice_store::{Paused, Store, StoreError};
 
 use super::{UsageError, open_store};
 use crate::Cli;
@@ -50,6 +50,14 @@ pub enum DagsCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// Stop scheduling new runs of a DAG (running runs go on; triggered runs wait, queued).
+    ///
+    /// Example: sluice dags pause daily_sales
+    Pause { dag_id: String },
+    /// Resume scheduling a paused DAG (catch-up, if enabled, fills the gap).
+    ///
+    /// Example: sluice dags unpause daily_sales
+    Unpause { dag_id: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -68,6 +76,8 @@ pub async fn run(cli: &Cli, command: &DagsCommand) -> anyhow::Result<ExitCode> {
             params,
             wait,
         } => trigger_dag(cli, dag_id, params, *wait).await,
+        DagsCommand::Pause { dag_id } => set_paused(cli, dag_id, Paused::Paused).await,
+        DagsCommand::Unpause { dag_id } => set_paused(cli, dag_id, Paused::Active).await,
     }
 }
 
@@ -215,12 +225,7 @@ fn dag_from_folder(cli: &Cli, dag_id: &str) -> anyhow::Result<Dag> {
 /// The DAG as the database knows it: the version the scheduler loaded.
 async fn dag_from_store(store: &dyn Store, cli: &Cli, dag_id: &str) -> anyhow::Result<Dag> {
     let Some(record) = store.get_dag(dag_id).await? else {
-        return Err(UsageError(format!(
-            "DAG `{dag_id}` is not in the database {}: is a scheduler (`sluice standalone`) running on DAG folder {}?",
-            sluice_store::redact_url(&cli.database_url),
-            cli.dags_folder.display()
-        ))
-        .into());
+        return Err(not_in_database(cli, dag_id));
     };
     if !record.is_active {
         return Err(UsageError(format!(
@@ -291,4 +296,30 @@ async fn trigger_dag(
         RunState::Cancelled => ExitCode::from(3),
         _ => ExitCode::FAILURE,
     })
+}
+
+async fn set_paused(cli: &Cli, dag_id: &str, paused: Paused) -> anyhow::Result<ExitCode> {
+    let store = open_store(&cli.database_url).await?;
+    match store.set_paused(dag_id, paused).await {
+        Ok(()) => {}
+        Err(StoreError::NotFound { .. }) => {
+            return Err(not_in_database(cli, dag_id));
+        }
+        Err(error) => return Err(error.into()),
+    }
+    let word = match paused {
+        Paused::Paused => "paused",
+        Paused::Active => "unpaused",
+    };
+    println!("DAG {dag_id} {word}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn not_in_database(cli: &Cli, dag_id: &str) -> anyhow::Error {
+    UsageError(format!(
+        "DAG `{dag_id}` is not in the database {}: is a scheduler (`sluice standalone`) running on DAG folder {}?",
+        sluice_store::redact_url(&cli.database_url),
+        cli.dags_folder.display()
+    ))
+    .into()
 }
