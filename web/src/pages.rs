@@ -1,0 +1,72 @@
+//! The handlers: each reads its path, asks `views` for the page model, and returns it.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, Uri};
+use chrono::Utc;
+use serde::Deserialize;
+use sluice_store::UNMAPPED;
+
+use crate::AppState;
+use crate::error::AppError;
+use crate::views::{self, DagPage, DagsPage, LogPage, LogRequest, RunPage};
+
+pub(crate) async fn dags(State(state): State<AppState>) -> Result<DagsPage, AppError> {
+    views::dags_page(state.store.as_ref(), Utc::now()).await
+}
+
+pub(crate) async fn dag(
+    State(state): State<AppState>,
+    Path(dag_id): Path<String>,
+) -> Result<DagPage, AppError> {
+    views::dag_page(state.store.as_ref(), &dag_id, Utc::now()).await
+}
+
+pub(crate) async fn run(
+    State(state): State<AppState>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> Result<RunPage, AppError> {
+    views::run_page(state.store.as_ref(), &dag_id, &run_id, Utc::now()).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LogQuery {
+    map_index: Option<String>,
+}
+
+pub(crate) async fn attempt_log(
+    State(state): State<AppState>,
+    Path((dag_id, run_id, task_id, try_number)): Path<(String, String, String, String)>,
+    Query(query): Query<LogQuery>,
+) -> Result<LogPage, AppError> {
+    // a try or map index that is not a number names no attempt: the same 404 as a missing one
+    let no_such_attempt =
+        || AppError::NotFound(format!("task `{task_id}` has no try `{try_number}`"));
+    let try_number: u32 = try_number.parse().map_err(|_| no_such_attempt())?;
+    let map_index: i32 = match &query.map_index {
+        Some(text) => text.parse().map_err(|_| no_such_attempt())?,
+        None => UNMAPPED,
+    };
+    let request = LogRequest {
+        dag_id: &dag_id,
+        run_id: &run_id,
+        task_id: &task_id,
+        map_index,
+        try_number,
+    };
+    views::attempt_log_page(state.store.as_ref(), &request, Utc::now()).await
+}
+
+/// 200 `ok` while the store answers a read, 503 otherwise (for load balancers and probes).
+pub(crate) async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    match state.store.list_dags().await {
+        Ok(_) => (StatusCode::OK, "ok"),
+        Err(error) => {
+            tracing::warn!(%error, "health check failed: the store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+        }
+    }
+}
+
+pub(crate) async fn not_found(uri: Uri) -> AppError {
+    AppError::NotFound(format!("there is no page at `{}`", uri.path()))
+}

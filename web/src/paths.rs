@@ -1,0 +1,80 @@
+//! The UI's URLs, built in one place so every link matches a route in `app`.
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use sluice_store::UNMAPPED;
+
+/// Everything but RFC 3986's unreserved characters, so an id can hold `:`, `+`, `/` or `#`
+/// (run ids carry a timestamp) and still be one path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'~');
+
+pub(crate) fn dag(dag_id: &str) -> String {
+    format!("/dags/{}", segment(dag_id))
+}
+
+pub(crate) fn run(dag_id: &str, run_id: &str) -> String {
+    format!("{}/runs/{}", dag(dag_id), segment(run_id))
+}
+
+/// One try of one task instance; a mapped instance adds `?map_index=N`.
+pub(crate) struct AttemptAddress<'a> {
+    pub dag_id: &'a str,
+    pub run_id: &'a str,
+    pub task_id: &'a str,
+    pub map_index: i32,
+    pub try_number: u32,
+}
+
+pub(crate) fn attempt_log(address: &AttemptAddress<'_>) -> String {
+    let mut url = format!(
+        "{}/tasks/{}/attempts/{}/log",
+        run(address.dag_id, address.run_id),
+        segment(address.task_id),
+        address.try_number
+    );
+    if address.map_index != UNMAPPED {
+        url.push_str(&format!("?map_index={}", address.map_index));
+    }
+    url
+}
+
+fn segment(text: &str) -> String {
+    utf8_percent_encode(text, SEGMENT).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_with_timestamps_stay_one_segment() {
+        assert_eq!(
+            run("daily_sales", "manual__2026-11-25T07:52:10.123456+00:00"),
+            "/dags/daily_sales/runs/manual__2026-11-25T07%3A52%3A10.123456%2B00%3A00"
+        );
+        assert_eq!(run("a", "x/y#z"), "/dags/a/runs/x%2Fy%23z");
+    }
+
+    #[test]
+    fn mapped_attempts_carry_their_map_index() {
+        let mut address = AttemptAddress {
+            dag_id: "d",
+            run_id: "r",
+            task_id: "t",
+            map_index: UNMAPPED,
+            try_number: 2,
+        };
+        assert_eq!(
+            attempt_log(&address),
+            "/dags/d/runs/r/tasks/t/attempts/2/log"
+        );
+        address.map_index = 3;
+        assert_eq!(
+            attempt_log(&address),
+            "/dags/d/runs/r/tasks/t/attempts/2/log?map_index=3"
+        );
+    }
+}

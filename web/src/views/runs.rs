@@ -1,0 +1,211 @@
+//! One run with every task instance and every attempt, and one attempt's log.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use chrono::{DateTime, Utc};
+use sluice_core::AttemptState;
+use sluice_store::{AttemptRecord, RunRecord, Store, TaskInstanceRecord, UNMAPPED};
+
+use super::{RunRow, find_run};
+use crate::error::AppError;
+use crate::format::{NONE, elapsed, optional_time, time};
+use crate::paths::{self, AttemptAddress};
+
+#[derive(Template, WebTemplate)]
+#[template(path = "run.html")]
+pub(crate) struct RunPage {
+    refresh: bool,
+    dag_id: String,
+    dag_href: String,
+    run: RunRow,
+    triggered_by: String,
+    queued_at: String,
+    /// Name and JSON value, by name.
+    params: Vec<(String, String)>,
+    tasks: Vec<TaskRow>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "log.html")]
+pub(crate) struct LogPage {
+    refresh: bool,
+    dag_id: String,
+    dag_href: String,
+    run_id: String,
+    run_href: String,
+    task_id: String,
+    map_index: Option<i32>,
+    attempt: AttemptRow,
+    /// Every try of the same task instance, for moving between them.
+    tries: Vec<AttemptRow>,
+    log: String,
+}
+
+/// Which attempt's log a request asks for.
+pub(crate) struct LogRequest<'a> {
+    pub dag_id: &'a str,
+    pub run_id: &'a str,
+    pub task_id: &'a str,
+    pub map_index: i32,
+    pub try_number: u32,
+}
+
+pub(crate) async fn run_page(
+    store: &dyn Store,
+    dag_id: &str,
+    run_id: &str,
+    now: DateTime<Utc>,
+) -> Result<RunPage, AppError> {
+    let run = find_run(store, dag_id, run_id).await?;
+    let instances = store.task_instances(run.pk).await?;
+    let attempts = store.attempts(run.pk).await?;
+    let tasks = instances
+        .iter()
+        .map(|instance| TaskRow::new(&run, instance, &attempts, now))
+        .collect();
+    Ok(RunPage {
+        refresh: !run.state.is_terminal(),
+        dag_id: run.dag_id.clone(),
+        dag_href: paths::dag(&run.dag_id),
+        triggered_by: run.triggered_by.clone(),
+        queued_at: time(run.queued_at),
+        params: run
+            .params
+            .iter()
+            .map(|(name, value)| (name.clone(), value.to_string()))
+            .collect(),
+        tasks,
+        run: RunRow::new(&run, now),
+    })
+}
+
+pub(crate) async fn attempt_log_page(
+    store: &dyn Store,
+    request: &LogRequest<'_>,
+    now: DateTime<Utc>,
+) -> Result<LogPage, AppError> {
+    let run = find_run(store, request.dag_id, request.run_id).await?;
+    // the store has no attempt-by-id read; a run's attempts are few, so pick it from those
+    let attempts = store.attempts(run.pk).await?;
+    let tries: Vec<&AttemptRecord> = attempts
+        .iter()
+        .filter(|attempt| {
+            attempt.task_id == request.task_id && attempt.map_index == request.map_index
+        })
+        .collect();
+    let Some(attempt) = tries
+        .iter()
+        .find(|attempt| attempt.try_number == request.try_number)
+    else {
+        return Err(AppError::NotFound(format!(
+            "task `{}`{} of run `{}` has no try {}",
+            request.task_id,
+            map_suffix(request.map_index),
+            request.run_id,
+            request.try_number
+        )));
+    };
+    let log: String = store
+        .read_log(attempt.id, 0)
+        .await?
+        .into_iter()
+        .map(|chunk| chunk.content)
+        .collect();
+    Ok(LogPage {
+        refresh: attempt.state == AttemptState::Running,
+        dag_id: run.dag_id.clone(),
+        dag_href: paths::dag(&run.dag_id),
+        run_id: run.run_id.clone(),
+        run_href: paths::run(&run.dag_id, &run.run_id),
+        task_id: attempt.task_id.clone(),
+        map_index: mapped(attempt.map_index),
+        attempt: AttemptRow::new(&run, attempt, now),
+        tries: tries
+            .iter()
+            .map(|other| AttemptRow::new(&run, other, now))
+            .collect(),
+        log,
+    })
+}
+
+struct TaskRow {
+    task_id: String,
+    map_index: Option<i32>,
+    state: &'static str,
+    /// Tries started so far, and how many the retry policy allows.
+    try_number: u32,
+    max_tries: u32,
+    next_try_at: Option<String>,
+    attempts: Vec<AttemptRow>,
+}
+
+impl TaskRow {
+    fn new(
+        run: &RunRecord,
+        instance: &TaskInstanceRecord,
+        attempts: &[AttemptRecord],
+        now: DateTime<Utc>,
+    ) -> Self {
+        TaskRow {
+            task_id: instance.task_id.clone(),
+            map_index: mapped(instance.map_index),
+            state: instance.state.as_str(),
+            try_number: instance.try_number,
+            max_tries: instance.max_tries,
+            next_try_at: instance.next_try_at.map(time),
+            attempts: attempts
+                .iter()
+                .filter(|attempt| attempt.ti_id == instance.id)
+                .map(|attempt| AttemptRow::new(run, attempt, now))
+                .collect(),
+        }
+    }
+}
+
+struct AttemptRow {
+    try_number: u32,
+    state: &'static str,
+    worker_id: String,
+    started: String,
+    ended: String,
+    duration: String,
+    exit_code: String,
+    error: Option<String>,
+    log_href: String,
+}
+
+impl AttemptRow {
+    fn new(run: &RunRecord, attempt: &AttemptRecord, now: DateTime<Utc>) -> Self {
+        AttemptRow {
+            try_number: attempt.try_number,
+            state: attempt.state.as_str(),
+            worker_id: attempt.worker_id.clone(),
+            started: time(attempt.started_at),
+            ended: optional_time(attempt.ended_at),
+            duration: if attempt.state == AttemptState::Running || attempt.ended_at.is_some() {
+                elapsed(Some(attempt.started_at), attempt.ended_at, now)
+            } else {
+                NONE.to_owned()
+            },
+            exit_code: attempt
+                .exit_code
+                .map_or_else(|| NONE.to_owned(), |code| code.to_string()),
+            error: attempt.error.clone(),
+            log_href: paths::attempt_log(&AttemptAddress {
+                dag_id: &run.dag_id,
+                run_id: &run.run_id,
+                task_id: &attempt.task_id,
+                map_index: attempt.map_index,
+                try_number: attempt.try_number,
+            }),
+        }
+    }
+}
+
+fn mapped(map_index: i32) -> Option<i32> {
+    (map_index != UNMAPPED).then_some(map_index)
+}
+
+fn map_suffix(map_index: i32) -> String {
+    mapped(map_index).map_or_else(String::new, |index| format!("[{index}]"))
+}

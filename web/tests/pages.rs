@@ -1,0 +1,286 @@
+//! The pages as a user sees them: a real SQLite store, seeded through the `Store` trait.
+
+mod support;
+
+use axum::http::StatusCode;
+use sluice_store::{AttemptOutcome, ImportErrorRecord};
+use support::{
+    Ending, SUCCEEDED, TestApp, at, claim, claim_one, dag, finish, links_containing, log,
+    start_run, sync, task,
+};
+
+const BROKEN: &str = "dags/broken.yaml:3:5: unknown key `shedule` (did you mean `schedule`?)";
+
+/// `etl`: `extract` fails once and succeeds on its retry; `load` is left queued.
+async fn seed_retried_run(app: &TestApp) -> String {
+    let store = app.store.as_ref();
+    let mut etl = dag("etl", Some("0 2 * * *"));
+    etl.description = Some("Orders <in>, totals out".to_owned());
+    etl.tags = vec!["sales".to_owned()];
+    sync(
+        store,
+        vec![etl, dag("adhoc", None)],
+        vec![ImportErrorRecord {
+            fileloc: "dags/broken.yaml".to_owned(),
+            errors: vec![BROKEN.to_owned()],
+        }],
+    )
+    .await;
+    let run_id = start_run(
+        store,
+        "etl",
+        vec![task("extract", &[], 1), task("load", &["extract"], 0)],
+    )
+    .await;
+
+    let first = claim_one(store, "extract", at(10)).await;
+    log(
+        store,
+        &first,
+        "first try: fetching <orders> & \"totals\"\n",
+        at(11),
+    )
+    .await;
+    let failed = Ending {
+        outcome: AttemptOutcome::Failed,
+        exit_code: Some(2),
+        error: Some("HTTP 503 from the orders API"),
+    };
+    finish(store, &first, failed, at(12)).await;
+
+    let second = claim_one(store, "extract", at(13)).await;
+    assert_eq!(second.try_number, 2);
+    log(store, &second, "second try: 42 orders\n", at(14)).await;
+    finish(store, &second, SUCCEEDED, at(15)).await;
+    run_id
+}
+
+#[tokio::test]
+async fn dag_list_shows_each_dag_and_the_import_errors() {
+    let app = TestApp::spawn().await;
+    seed_retried_run(&app).await;
+
+    let html = app.page("/").await;
+
+    assert!(html.contains(">etl</a>"), "{html}");
+    assert!(html.contains(">adhoc</a>"), "{html}");
+    assert!(html.contains("<code>0 2 * * *</code>"), "{html}");
+    assert!(html.contains("manual only"), "{html}");
+    assert!(html.contains("sales"), "{html}");
+    assert!(html.contains("Orders &#60;in&#62;, totals out"), "{html}");
+    assert!(
+        html.contains("dags/broken.yaml:3:5: unknown key `shedule` (did you mean `schedule`?)"),
+        "the banner names file:line:col: {html}"
+    );
+    // the running run of etl is one square linking to it, and makes the page refresh
+    let run_links = links_containing(&html, "/dags/etl/runs/");
+    assert_eq!(run_links.len(), 1, "{html}");
+    assert!(html.contains("square state-running"), "{html}");
+    assert!(html.contains("http-equiv=\"refresh\""), "{html}");
+}
+
+#[tokio::test]
+async fn dag_page_lists_its_runs_and_unknown_dags_are_404() {
+    let app = TestApp::spawn().await;
+    let run_id = seed_retried_run(&app).await;
+
+    let html = app.page("/dags/etl").await;
+    assert!(html.contains(&run_id), "{html}");
+    assert!(html.contains("scheduled"), "{html}");
+    assert!(
+        html.contains("2026-11-24 07:52:10Z"),
+        "logical date: {html}"
+    );
+    assert!(
+        html.contains("2026-11-25 07:52:10Z"),
+        "interval end: {html}"
+    );
+    assert!(html.contains("2026-11-25 07:52:12Z"), "started at: {html}");
+
+    let missing = app.get("/dags/nope").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(
+        missing.body.contains("DAG `nope` not found"),
+        "{}",
+        missing.body
+    );
+    assert!(missing.body.contains("<html"), "a page, not bare text");
+
+    let no_run = app.get("/dags/etl/runs/manual__nope").await;
+    assert_eq!(no_run.status, StatusCode::NOT_FOUND);
+    let no_route = app.get("/no/such/page").await;
+    assert_eq!(no_route.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn retried_task_shows_every_attempt_each_with_its_own_log() {
+    let app = TestApp::spawn().await;
+    let run_id = seed_retried_run(&app).await;
+    let run_links = links_containing(&app.page("/dags/etl").await, "/runs/");
+    let run_page = app.page(&run_links[0]).await;
+
+    assert!(run_page.contains(&run_id), "{run_page}");
+    assert!(
+        run_page.contains("2026-11-24 07:52:10Z → 2026-11-25 07:52:10Z"),
+        "data interval: {run_page}"
+    );
+    assert!(
+        run_page.contains("HTTP 503 from the orders API"),
+        "{run_page}"
+    );
+    assert!(run_page.contains("state-failed"), "{run_page}");
+    assert!(run_page.contains("state-success"), "{run_page}");
+    assert!(run_page.contains("state-queued"), "load waits: {run_page}");
+    assert!(
+        run_page.contains("<code>&#34;kr&#34;</code>"),
+        "params: {run_page}"
+    );
+
+    let log_links = links_containing(&run_page, "/attempts/");
+    assert_eq!(log_links.len(), 2, "one link per attempt: {log_links:?}");
+    assert!(
+        log_links[0].ends_with("/tasks/extract/attempts/1/log"),
+        "{log_links:?}"
+    );
+    assert!(
+        log_links[1].ends_with("/tasks/extract/attempts/2/log"),
+        "{log_links:?}"
+    );
+
+    let first = app.page(&log_links[0]).await;
+    assert!(first.contains("first try: fetching"), "{first}");
+    assert!(!first.contains("second try"), "{first}");
+    assert!(first.contains("HTTP 503 from the orders API"), "{first}");
+    let second = app.page(&log_links[1]).await;
+    assert!(second.contains("second try: 42 orders"), "{second}");
+    assert!(!second.contains("first try"), "{second}");
+
+    let no_try = app
+        .get(&log_links[1].replace("/attempts/2/", "/attempts/3/"))
+        .await;
+    assert_eq!(no_try.status, StatusCode::NOT_FOUND);
+    let not_a_number = app
+        .get(&log_links[1].replace("/attempts/2/", "/attempts/two/"))
+        .await;
+    assert_eq!(not_a_number.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn log_text_is_escaped() {
+    let app = TestApp::spawn().await;
+    seed_retried_run(&app).await;
+    let run_links = links_containing(&app.page("/dags/etl").await, "/runs/");
+    let log_links = links_containing(&app.page(&run_links[0]).await, "/attempts/");
+
+    let html = app.page(&log_links[0]).await;
+
+    assert!(
+        html.contains("first try: fetching &#60;orders&#62; &#38; &#34;totals&#34;"),
+        "{html}"
+    );
+    assert!(!html.contains("<orders>"), "{html}");
+}
+
+#[tokio::test]
+async fn pages_refresh_only_while_something_runs() {
+    let app = TestApp::spawn().await;
+    let store = app.store.as_ref();
+    sync(store, vec![dag("once", None)], Vec::new()).await;
+    start_run(store, "once", vec![task("only", &[], 0)]).await;
+    let attempt = claim_one(store, "only", at(10)).await;
+    log(store, &attempt, "working\n", at(11)).await;
+
+    let run_url = links_containing(&app.page("/dags/once").await, "/runs/")[0].clone();
+    let running = app.page(&run_url).await;
+    let log_url = links_containing(&running, "/attempts/")[0].clone();
+    assert!(running.contains("http-equiv=\"refresh\""), "{running}");
+    assert!(app.page(&log_url).await.contains("http-equiv=\"refresh\""));
+
+    finish(store, &attempt, SUCCEEDED, at(12)).await;
+    assert!(claim(store, at(13)).await.is_empty());
+
+    let done = app.page(&run_url).await;
+    assert!(!done.contains("http-equiv"), "{done}");
+    assert!(
+        done.contains("2.0s"),
+        "the run took 10s, the attempt 2s: {done}"
+    );
+    assert!(!app.page(&log_url).await.contains("http-equiv"));
+    assert!(!app.page("/").await.contains("http-equiv"));
+}
+
+#[tokio::test]
+async fn mapped_instances_link_to_their_own_attempts() {
+    let app = TestApp::spawn().await;
+    let store = app.store.as_ref();
+    sync(store, vec![dag("fan", None)], Vec::new()).await;
+    let mut items = Vec::new();
+    for index in 0..2 {
+        let mut instance = task("each", &[], 0);
+        instance.map_index = index;
+        items.push(instance);
+    }
+    start_run(store, "fan", items).await;
+    for attempt in claim(store, at(10)).await {
+        let text = format!("item {}\n", attempt.map_index);
+        log(store, &attempt, &text, at(11)).await;
+        finish(store, &attempt, SUCCEEDED, at(12)).await;
+    }
+
+    let run_url = links_containing(&app.page("/dags/fan").await, "/runs/")[0].clone();
+    let run_page = app.page(&run_url).await;
+    assert!(
+        run_page.contains("[0]") && run_page.contains("[1]"),
+        "{run_page}"
+    );
+    let log_links = links_containing(&run_page, "/attempts/");
+    assert_eq!(log_links.len(), 2, "{log_links:?}");
+    for (index, link) in log_links.iter().enumerate() {
+        assert!(link.ends_with(&format!("?map_index={index}")), "{link}");
+        let html = app.page(link).await;
+        assert!(html.contains(&format!("item {index}\n")), "{html}");
+    }
+}
+
+#[tokio::test]
+async fn healthz_says_ok_while_the_store_answers() {
+    let app = TestApp::spawn().await;
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body, "ok");
+}
+
+#[tokio::test]
+async fn a_store_outage_is_a_generic_500_and_a_503_health_check() {
+    let app = TestApp::with_store(
+        std::sync::Arc::new(support::down::DownStore),
+        tempfile::tempdir().expect("creating a temp dir"),
+    );
+
+    for path in [
+        "/",
+        "/dags/etl",
+        "/dags/etl/runs/r",
+        "/dags/etl/runs/r/tasks/t/attempts/1/log",
+    ] {
+        let page = app.get(path).await;
+        assert_eq!(page.status, StatusCode::INTERNAL_SERVER_ERROR, "GET {path}");
+        assert!(page.body.contains("server log"), "{}", page.body);
+        assert!(
+            !page.body.contains(support::down::DETAIL),
+            "details leak: {}",
+            page.body
+        );
+    }
+    assert_eq!(
+        app.get("/healthz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
+async fn stylesheet_is_served_as_css() {
+    let app = TestApp::spawn().await;
+    let css = app.page("/static/style.css").await;
+    assert!(css.contains(".state-up_for_retry"), "{css}");
+}
