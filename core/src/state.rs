@@ -100,6 +100,8 @@ string_enum!(
     }
 );
 
+// string_enum! has no way to mark a `#[default]` variant, so this cannot be derived
+#[allow(clippy::derivable_impls)]
 impl Default for TriggerRule {
     fn default() -> Self {
         TriggerRule::AllSuccess
