@@ -37,6 +37,8 @@ pub fn init_tracing(command: &Command) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // colour codes only for a person at a terminal, not in files and journald
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
