@@ -5,10 +5,15 @@
 //! `sluice_core::deps` and `RetryPolicy`, so both databases decide alike.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "testing")]
 pub mod conformance;
+mod decide;
 pub mod postgres;
+mod read;
 mod records;
 pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod wake;
 
 use std::collections::BTreeMap;
@@ -53,9 +58,9 @@ pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
         store.migrate().await?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        // POSTGRES-HELPER: restore `let store = postgres::PgStore::connect(url).await?; store.migrate().await?; Ok(Arc::new(store))`
-        let _ = postgres::PgStore::connect(url).await?;
-        Err(StoreError::UnsupportedUrl(redact_url(url)))
+        let store = postgres::PgStore::connect(url).await?;
+        store.migrate().await?;
+        Ok(Arc::new(store))
     } else {
         Err(StoreError::UnsupportedUrl(redact_url(url)))
     }

@@ -123,7 +123,7 @@ pub struct RunFilter {
     pub limit: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RunProgress {
     /// Task instances whose state this evaluation changed.
     pub changed: u32,

@@ -5,20 +5,21 @@
 //! microseconds (see the migration).
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sluice_core::deps::{self, TaskView};
-use sluice_core::spec::{Backoff, RetryPolicy};
-use sluice_core::{AttemptState, DataInterval, RunState, TaskState, TriggerRule};
+use sluice_core::{AttemptState, RunState};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{SqliteConnection, SqlitePool};
 
+use crate::decide::{self, TaskRow, TaskSettings};
+use crate::read::{self, Columns, corrupt, plain_columns, run_columns};
 use crate::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -69,85 +70,26 @@ fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
-fn opt_micros(at: Option<DateTime<Utc>>) -> Option<i64> {
-    at.map(micros)
-}
-
-fn time(table: &'static str, value: i64) -> StoreResult<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(value).ok_or_else(|| StoreError::Corrupt {
-        table,
-        message: format!("timestamp {value} out of range"),
-    })
-}
-
-fn opt_time(table: &'static str, value: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
-    value.map(|v| time(table, v)).transpose()
-}
-
-fn parse_enum<T: FromStr<Err = String>>(table: &'static str, text: &str) -> StoreResult<T> {
-    text.parse()
-        .map_err(|message| StoreError::Corrupt { table, message })
-}
-
-fn json<T: serde::de::DeserializeOwned>(table: &'static str, text: &str) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-        table,
-        message: e.to_string(),
-    })
-}
-
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data always serializes to JSON")
 }
 
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
+impl Columns for SqliteRow {
+    plain_columns!();
 
-/// The columns `run_from_row` reads, as a literal so queries stay `&'static str`.
-macro_rules! run_columns {
-    () => {
-        "pk, dag_id, run_id, run_type, state, logical_date, data_interval_start, data_interval_end, \
-         dag_hash, params, triggered_by, queued_at, started_at, ended_at"
-    };
-}
+    fn opt_time(&self, table: &'static str, column: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        let Some(value) = self.opt_int(column)? else {
+            return Ok(None);
+        };
+        DateTime::from_timestamp_micros(value)
+            .map(Some)
+            .ok_or_else(|| corrupt(table, format!("`{column}`: timestamp {value} out of range")))
+    }
 
-fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
-    const T: &str = "dag_runs";
-    Ok(RunRecord {
-        pk: row.try_get("pk")?,
-        dag_id: row.try_get("dag_id")?,
-        run_id: row.try_get("run_id")?,
-        run_type: parse_enum(T, row.try_get("run_type")?)?,
-        state: parse_enum(T, row.try_get("state")?)?,
-        logical_date: time(T, row.try_get("logical_date")?)?,
-        data_interval: DataInterval {
-            start: time(T, row.try_get("data_interval_start")?)?,
-            end: time(T, row.try_get("data_interval_end")?)?,
-        },
-        dag_hash: row.try_get("dag_hash")?,
-        params: json(T, row.try_get("params")?)?,
-        triggered_by: row.try_get("triggered_by")?,
-        queued_at: time(T, row.try_get("queued_at")?)?,
-        started_at: opt_time(T, row.try_get("started_at")?)?,
-        ended_at: opt_time(T, row.try_get("ended_at")?)?,
-    })
-}
-
-fn dag_from_row(row: &SqliteRow) -> StoreResult<DagRecord> {
-    const T: &str = "dags";
-    Ok(DagRecord {
-        dag_id: row.try_get("dag_id")?,
-        fileloc: row.try_get("fileloc")?,
-        hash: row.try_get("hash")?,
-        is_paused: row.try_get("is_paused")?,
-        is_active: row.try_get("is_active")?,
-        schedule: row.try_get("schedule")?,
-        timezone: row.try_get("timezone")?,
-        description: row.try_get("description")?,
-        tags: json(T, row.try_get("tags")?)?,
-        updated_at: time(T, row.try_get("updated_at")?)?,
-    })
+    fn json_value(&self, table: &'static str, column: &str) -> StoreResult<Value> {
+        serde_json::from_str(&self.text(column)?)
+            .map_err(|e| corrupt(table, format!("`{column}`: {e}")))
+    }
 }
 
 /// Decides the pending task instances of a running run and finishes the run when all are
@@ -157,63 +99,32 @@ async fn evaluate_in_tx(
     run_pk: i64,
     now: DateTime<Utc>,
 ) -> StoreResult<RunProgress> {
-    let mut progress = RunProgress {
-        changed: 0,
-        queued: 0,
-        finished: None,
-    };
     let run_state: Option<String> = sqlx::query_scalar("SELECT state FROM dag_runs WHERE pk = ?")
         .bind(run_pk)
         .fetch_optional(&mut *conn)
         .await?;
     if run_state.as_deref() != Some(RunState::Running.as_str()) {
-        return Ok(progress);
+        return Ok(RunProgress::default());
     }
     let rows = sqlx::query("SELECT id, task_id, state, upstream, trigger_rule FROM task_instances WHERE run_pk = ? ORDER BY id")
         .bind(run_pk)
         .fetch_all(&mut *conn)
         .await?;
-    const T: &str = "task_instances";
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut task_ids = Vec::with_capacity(rows.len());
-    let mut states = Vec::with_capacity(rows.len());
-    let mut upstreams: Vec<Vec<String>> = Vec::with_capacity(rows.len());
-    let mut rules = Vec::with_capacity(rows.len());
-    for row in &rows {
-        ids.push(row.try_get::<i64, _>("id")?);
-        task_ids.push(row.try_get::<String, _>("task_id")?);
-        states.push(parse_enum::<TaskState>(T, row.try_get("state")?)?);
-        upstreams.push(json(T, row.try_get("upstream")?)?);
-        rules.push(parse_enum::<TriggerRule>(T, row.try_get("trigger_rule")?)?);
-    }
-    let views: Vec<TaskView<'_>> = (0..rows.len())
-        .map(|i| TaskView {
-            task_id: &task_ids[i],
-            state: states[i],
-            upstream: &upstreams[i],
-            trigger_rule: rules[i],
-        })
-        .collect();
-    let plan = deps::plan(&views);
-    for (index, new_state) in plan {
-        let (queued_at, ended_at) = match new_state {
-            TaskState::Queued => (Some(micros(now)), None),
-            _ => (None, Some(micros(now))),
-        };
+    let tasks = rows
+        .iter()
+        .map(TaskRow::read)
+        .collect::<StoreResult<Vec<_>>>()?;
+    let plan = decide::plan_run(&tasks, now);
+    for change in &plan.changes {
         sqlx::query("UPDATE task_instances SET state = ?, queued_at = COALESCE(?, queued_at), ended_at = ? WHERE id = ? AND state = 'pending'")
-            .bind(new_state.as_str())
-            .bind(queued_at)
-            .bind(ended_at)
-            .bind(ids[index])
+            .bind(change.state.as_str())
+            .bind(change.queued_at.map(micros))
+            .bind(change.ended_at.map(micros))
+            .bind(change.id)
             .execute(&mut *conn)
             .await?;
-        states[index] = new_state;
-        progress.changed += 1;
-        if new_state == TaskState::Queued {
-            progress.queued += 1;
-        }
     }
-    if let Some(outcome) = deps::run_outcome(states.iter().copied()) {
+    if let Some(outcome) = plan.outcome {
         sqlx::query(
             "UPDATE dag_runs SET state = ?, ended_at = ? WHERE pk = ? AND state = 'running'",
         )
@@ -222,33 +133,19 @@ async fn evaluate_in_tx(
         .bind(run_pk)
         .execute(&mut *conn)
         .await?;
-        progress.finished = Some(outcome);
     }
-    Ok(progress)
+    Ok(plan.progress)
 }
 
 /// Checks that the lease is current: the attempt is running under this token.
-async fn check_lease(conn: &mut SqliteConnection, lease: &Lease) -> StoreResult<(i64, i64, i64)> {
+async fn check_lease(conn: &mut SqliteConnection, lease: &Lease) -> StoreResult<read::Leased> {
     let row = sqlx::query(
         "SELECT ti_id, run_pk, try_number, state, lease_token FROM task_attempts WHERE id = ?",
     )
     .bind(lease.attempt_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let lost = StoreError::LeaseLost {
-        attempt_id: lease.attempt_id,
-    };
-    let Some(row) = row else { return Err(lost) };
-    let state: String = row.try_get("state")?;
-    let token: String = row.try_get("lease_token")?;
-    if state != AttemptState::Running.as_str() || token != lease.token {
-        return Err(lost);
-    }
-    Ok((
-        row.try_get("ti_id")?,
-        row.try_get("run_pk")?,
-        row.try_get("try_number")?,
-    ))
+    read::leased(row.as_ref(), lease)
 }
 
 #[async_trait]
@@ -313,7 +210,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query("SELECT * FROM dags ORDER BY dag_id")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(dag_from_row).collect()
+        rows.iter().map(read::dag).collect()
     }
 
     async fn get_dag(&self, dag_id: &str) -> StoreResult<Option<DagRecord>> {
@@ -321,7 +218,7 @@ impl Store for SqliteStore {
             .bind(dag_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(dag_from_row).transpose()
+        row.as_ref().map(read::dag).transpose()
     }
 
     async fn set_paused(&self, dag_id: &str, paused: Paused) -> StoreResult<()> {
@@ -344,28 +241,14 @@ impl Store for SqliteStore {
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(DagVersion {
-            hash: row.try_get("hash")?,
-            dag_id: row.try_get("dag_id")?,
-            fileloc: row.try_get("fileloc")?,
-            source: row.try_get("source")?,
-            created_at: time("dag_versions", row.try_get("created_at")?)?,
-        }))
+        row.as_ref().map(read::dag_version).transpose()
     }
 
     async fn import_errors(&self) -> StoreResult<Vec<ImportErrorRecord>> {
         let rows = sqlx::query("SELECT fileloc, errors FROM import_errors ORDER BY fileloc")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ImportErrorRecord {
-                    fileloc: row.try_get("fileloc")?,
-                    errors: json("import_errors", row.try_get("errors")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(read::import_error).collect()
     }
 
     async fn create_run_if_absent(&self, run: &NewRun) -> StoreResult<Option<RunRecord>> {
@@ -388,8 +271,9 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let record = run_from_row(&row)?;
+        let record = read::run(&row)?;
         for task in &run.tasks {
+            let settings = TaskSettings::of(task);
             sqlx::query(
                 "INSERT INTO task_instances (run_pk, task_id, map_index, state, max_tries, retry_delay_ms, retry_exponential, \
                  max_retry_delay_ms, timeout_ms, upstream, trigger_rule, queue, pool, priority) \
@@ -398,11 +282,11 @@ impl Store for SqliteStore {
             .bind(record.pk)
             .bind(&task.task_id)
             .bind(task.map_index)
-            .bind(i64::from(task.retry.retries) + 1)
-            .bind(millis(task.retry.delay))
-            .bind(task.retry.backoff == Backoff::Exponential)
-            .bind(task.retry.max_delay.map(millis))
-            .bind(task.timeout.map(millis))
+            .bind(settings.max_tries)
+            .bind(settings.retry_delay_ms)
+            .bind(settings.retry_exponential)
+            .bind(settings.max_retry_delay_ms)
+            .bind(settings.timeout_ms)
             .bind(to_json(&task.upstream))
             .bind(task.trigger_rule.as_str())
             .bind(&task.queue)
@@ -419,13 +303,13 @@ impl Store for SqliteStore {
         &self,
         dag_id: &str,
     ) -> StoreResult<Option<DateTime<Utc>>> {
-        let end: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(data_interval_end) FROM dag_runs WHERE dag_id = ? AND run_type IN ('scheduled', 'backfill')",
+        let row = sqlx::query(
+            "SELECT MAX(data_interval_end) AS latest FROM dag_runs WHERE dag_id = ? AND run_type IN ('scheduled', 'backfill')",
         )
         .bind(dag_id)
         .fetch_one(&self.pool)
         .await?;
-        opt_time("dag_runs", end)
+        row.opt_time("dag_runs", "latest")
     }
 
     async fn start_queued_runs(
@@ -457,7 +341,7 @@ impl Store for SqliteStore {
         .await?;
         let mut started = rows
             .iter()
-            .map(run_from_row)
+            .map(read::run)
             .collect::<StoreResult<Vec<_>>>()?;
         started.sort_by_key(|r| r.logical_date);
         let mut queued = 0;
@@ -545,9 +429,9 @@ impl Store for SqliteStore {
         let mut attempts = Vec::with_capacity(claimed.len());
         let mut runs: BTreeMap<i64, RunRecord> = BTreeMap::new();
         for row in &claimed {
-            let ti_id: i64 = row.try_get("id")?;
-            let run_pk: i64 = row.try_get("run_pk")?;
-            let try_number: i64 = row.try_get("try_number")?;
+            let ti_id = row.int("id")?;
+            let run_pk = row.int("run_pk")?;
+            let try_number = row.int32("try_number")?;
             let token = uuid::Uuid::new_v4().to_string();
             let attempt_id: i64 = sqlx::query_scalar(
                 "INSERT INTO task_attempts (ti_id, run_pk, try_number, state, worker_id, lease_token, started_at, heartbeat_at) \
@@ -562,35 +446,22 @@ impl Store for SqliteStore {
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;
-            if !runs.contains_key(&run_pk) {
-                let run_row = sqlx::query(concat!(
-                    "SELECT ",
-                    run_columns!(),
-                    " FROM dag_runs WHERE pk = ?"
-                ))
-                .bind(run_pk)
-                .fetch_one(&mut *tx)
-                .await?;
-                runs.insert(run_pk, run_from_row(&run_row)?);
-            }
-            let run = &runs[&run_pk];
-            let timeout_ms: Option<i64> = row.try_get("timeout_ms")?;
-            attempts.push(ClaimedAttempt {
-                lease: Lease { attempt_id, token },
-                ti_id,
-                run_pk,
-                run_id: run.run_id.clone(),
-                dag_id: run.dag_id.clone(),
-                dag_hash: run.dag_hash.clone(),
-                task_id: row.try_get("task_id")?,
-                map_index: row.try_get("map_index")?,
-                try_number: u32::try_from(try_number).unwrap_or(u32::MAX),
-                max_tries: u32::try_from(row.try_get::<i64, _>("max_tries")?).unwrap_or(u32::MAX),
-                timeout: timeout_ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
-                logical_date: run.logical_date,
-                data_interval: run.data_interval,
-                params: run.params.clone(),
-            });
+            let run = match runs.entry(run_pk) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(unknown) => {
+                    let run_row = sqlx::query(concat!(
+                        "SELECT ",
+                        run_columns!(),
+                        " FROM dag_runs WHERE pk = ?"
+                    ))
+                    .bind(run_pk)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    unknown.insert(read::run(&run_row)?)
+                }
+            };
+            let lease = Lease { attempt_id, token };
+            attempts.push(read::claimed_attempt(row, run, lease)?);
         }
         tx.commit().await?;
         Ok(attempts)
@@ -630,7 +501,7 @@ impl Store for SqliteStore {
 
     async fn finish_attempt(&self, finish: &FinishAttempt) -> StoreResult<FinishResult> {
         let mut tx = self.write_tx().await?;
-        let (ti_id, run_pk, try_number) = check_lease(&mut tx, &finish.lease).await?;
+        let leased = check_lease(&mut tx, &finish.lease).await?;
         let now = micros(finish.now);
         let attempt_state = match finish.outcome {
             AttemptOutcome::Success => AttemptState::Success,
@@ -653,38 +524,32 @@ impl Store for SqliteStore {
                 .await?;
         }
         let ti = sqlx::query("SELECT max_tries, retry_delay_ms, retry_exponential, max_retry_delay_ms FROM task_instances WHERE id = ?")
-            .bind(ti_id)
+            .bind(leased.ti_id)
             .fetch_one(&mut *tx)
             .await?;
-        let max_tries: i64 = ti.try_get("max_tries")?;
-        let (task_state, next_try_at, ended_at) = match finish.outcome {
-            AttemptOutcome::Success => (TaskState::Success, None, Some(now)),
-            AttemptOutcome::Failed if try_number < max_tries => {
-                let policy = retry_policy(&ti)?;
-                let next_try = u32::try_from(try_number + 1).unwrap_or(u32::MAX);
-                let wait = chrono::Duration::from_std(policy.delay_before(next_try))
-                    .unwrap_or(chrono::Duration::MAX);
-                let at = finish.now.checked_add_signed(wait).unwrap_or(finish.now);
-                (TaskState::UpForRetry, Some(micros(at)), None)
-            }
-            AttemptOutcome::Failed => (TaskState::Failed, None, Some(now)),
-        };
+        let after = decide::after_attempt(
+            finish.outcome,
+            leased.try_number,
+            ti.count("task_instances", "max_tries")?,
+            &read::retry_policy(&ti)?,
+            finish.now,
+        );
         sqlx::query(
             "UPDATE task_instances SET state = ?, next_try_at = ?, ended_at = ? WHERE id = ?",
         )
-        .bind(task_state.as_str())
-        .bind(next_try_at)
-        .bind(ended_at)
-        .bind(ti_id)
+        .bind(after.task_state.as_str())
+        .bind(after.next_try_at.map(micros))
+        .bind(after.ended_at.map(micros))
+        .bind(leased.ti_id)
         .execute(&mut *tx)
         .await?;
-        let progress = evaluate_in_tx(&mut tx, run_pk, finish.now).await?;
+        let progress = evaluate_in_tx(&mut tx, leased.run_pk, finish.now).await?;
         tx.commit().await?;
-        if progress.queued > 0 || task_state == TaskState::UpForRetry {
+        if decide::wakes_workers(after.task_state, &progress) {
             self.wakeups.wake();
         }
         Ok(FinishResult {
-            task_state,
+            task_state: after.task_state,
             progress,
         })
     }
@@ -711,20 +576,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query("SELECT * FROM workers ORDER BY worker_id")
             .fetch_all(&self.pool)
             .await?;
-        const T: &str = "workers";
-        rows.iter()
-            .map(|row| {
-                Ok(WorkerRecord {
-                    worker_id: row.try_get("worker_id")?,
-                    host: row.try_get("host")?,
-                    queues: json(T, row.try_get("queues")?)?,
-                    slots: row.try_get("slots")?,
-                    slots_in_use: row.try_get("slots_in_use")?,
-                    started_at: time(T, row.try_get("started_at")?)?,
-                    heartbeat_at: time(T, row.try_get("heartbeat_at")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(read::worker).collect()
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {
@@ -744,7 +596,7 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(run_from_row).collect()
+        rows.iter().map(read::run).collect()
     }
 
     async fn get_run(&self, dag_id: &str, run_id: &str) -> StoreResult<Option<RunRecord>> {
@@ -757,7 +609,7 @@ impl Store for SqliteStore {
         .bind(run_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(run_from_row).transpose()
+        row.as_ref().map(read::run).transpose()
     }
 
     async fn get_run_by_pk(&self, run_pk: i64) -> StoreResult<Option<RunRecord>> {
@@ -769,7 +621,7 @@ impl Store for SqliteStore {
         .bind(run_pk)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(run_from_row).transpose()
+        row.as_ref().map(read::run).transpose()
     }
 
     async fn task_instances(&self, run_pk: i64) -> StoreResult<Vec<TaskInstanceRecord>> {
@@ -777,25 +629,7 @@ impl Store for SqliteStore {
             .bind(run_pk)
             .fetch_all(&self.pool)
             .await?;
-        const T: &str = "task_instances";
-        rows.iter()
-            .map(|row| {
-                Ok(TaskInstanceRecord {
-                    id: row.try_get("id")?,
-                    run_pk: row.try_get("run_pk")?,
-                    task_id: row.try_get("task_id")?,
-                    map_index: row.try_get("map_index")?,
-                    state: parse_enum(T, row.try_get("state")?)?,
-                    try_number: row.try_get("try_number")?,
-                    max_tries: row.try_get("max_tries")?,
-                    queue: row.try_get("queue")?,
-                    priority: row.try_get("priority")?,
-                    next_try_at: opt_time(T, row.try_get("next_try_at")?)?,
-                    started_at: opt_time(T, row.try_get("started_at")?)?,
-                    ended_at: opt_time(T, row.try_get("ended_at")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(read::task_instance).collect()
     }
 
     async fn attempts(&self, run_pk: i64) -> StoreResult<Vec<AttemptRecord>> {
@@ -806,25 +640,7 @@ impl Store for SqliteStore {
         .bind(run_pk)
         .fetch_all(&self.pool)
         .await?;
-        const T: &str = "task_attempts";
-        rows.iter()
-            .map(|row| {
-                Ok(AttemptRecord {
-                    id: row.try_get("id")?,
-                    ti_id: row.try_get("ti_id")?,
-                    task_id: row.try_get("task_id")?,
-                    map_index: row.try_get("map_index")?,
-                    try_number: row.try_get("try_number")?,
-                    state: parse_enum(T, row.try_get("state")?)?,
-                    worker_id: row.try_get("worker_id")?,
-                    started_at: time(T, row.try_get("started_at")?)?,
-                    ended_at: opt_time(T, row.try_get("ended_at")?)?,
-                    heartbeat_at: time(T, row.try_get("heartbeat_at")?)?,
-                    exit_code: row.try_get("exit_code")?,
-                    error: row.try_get("error")?,
-                })
-            })
-            .collect()
+        rows.iter().map(read::attempt).collect()
     }
 
     async fn read_log(&self, attempt_id: i64, after_seq: i64) -> StoreResult<Vec<LogChunk>> {
@@ -833,15 +649,7 @@ impl Store for SqliteStore {
             .bind(after_seq)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(LogChunk {
-                    seq: row.try_get("seq")?,
-                    content: row.try_get("content")?,
-                    created_at: time("task_logs", row.try_get("created_at")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(read::log_chunk).collect()
     }
 
     async fn run_outputs(
@@ -857,35 +665,10 @@ impl Store for SqliteStore {
         .bind(run_pk)
         .fetch_all(&self.pool)
         .await?;
-        let mut outputs: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
-        for row in &rows {
-            let value: String = row.try_get("value")?;
-            outputs
-                .entry(row.try_get("task_id")?)
-                .or_default()
-                .insert(row.try_get("key")?, json("task_outputs", &value)?);
-        }
-        Ok(outputs)
+        read::outputs(&rows)
     }
 
     fn wakeups(&self) -> Wakeups {
         self.wakeups.clone()
     }
-}
-
-fn retry_policy(row: &SqliteRow) -> StoreResult<RetryPolicy> {
-    let delay_ms: i64 = row.try_get("retry_delay_ms")?;
-    let exponential: bool = row.try_get("retry_exponential")?;
-    let max_ms: Option<i64> = row.try_get("max_retry_delay_ms")?;
-    let duration = |ms: i64| Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    Ok(RetryPolicy {
-        retries: 0,
-        delay: duration(delay_ms),
-        backoff: if exponential {
-            Backoff::Exponential
-        } else {
-            Backoff::Fixed
-        },
-        max_delay: max_ms.map(duration),
-    })
 }

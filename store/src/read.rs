@@ -1,0 +1,320 @@
+//! Records read out of rows, written once for both databases.
+//!
+//! Each backend says how it reads a kind of column (`Columns`): timestamps are integer
+//! microseconds on SQLite and `timestamptz` on PostgreSQL, JSON is text on one and `jsonb` on
+//! the other. Everything built on top of that (the records, the retry policy, a claimed
+//! attempt) lives here, so the two stores cannot drift apart in what a row means.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sluice_core::spec::{Backoff, RetryPolicy};
+use sluice_core::{AttemptState, DataInterval};
+
+use crate::*;
+
+/// The columns every record query selects from `dag_runs`, as a literal so queries built with
+/// `concat!` stay `&'static str`.
+macro_rules! run_columns {
+    () => {
+        "pk, dag_id, run_id, run_type, state, logical_date, data_interval_start, data_interval_end, \
+         dag_hash, params, triggered_by, queued_at, started_at, ended_at"
+    };
+}
+pub(crate) use run_columns;
+
+/// How one database reads each kind of column. The plain kinds are the same code for both
+/// backends (`plain_columns!`); timestamps and JSON differ.
+pub(crate) trait Columns {
+    fn int(&self, column: &str) -> StoreResult<i64>;
+    fn opt_int(&self, column: &str) -> StoreResult<Option<i64>>;
+    fn int32(&self, column: &str) -> StoreResult<i32>;
+    fn opt_int32(&self, column: &str) -> StoreResult<Option<i32>>;
+    fn text(&self, column: &str) -> StoreResult<String>;
+    fn opt_text(&self, column: &str) -> StoreResult<Option<String>>;
+    fn flag(&self, column: &str) -> StoreResult<bool>;
+    fn opt_time(&self, table: &'static str, column: &str) -> StoreResult<Option<DateTime<Utc>>>;
+    fn json_value(&self, table: &'static str, column: &str) -> StoreResult<Value>;
+
+    fn time(&self, table: &'static str, column: &str) -> StoreResult<DateTime<Utc>> {
+        self.opt_time(table, column)?
+            .ok_or_else(|| corrupt(table, format!("`{column}` is NULL")))
+    }
+
+    fn json<T: DeserializeOwned>(&self, table: &'static str, column: &str) -> StoreResult<T> {
+        serde_json::from_value(self.json_value(table, column)?)
+            .map_err(|e| corrupt(table, format!("`{column}`: {e}")))
+    }
+
+    /// A state, rule or type stored as its text.
+    fn parse<T: FromStr<Err = String>>(&self, table: &'static str, column: &str) -> StoreResult<T> {
+        self.text(column)?
+            .parse()
+            .map_err(|message| corrupt(table, message))
+    }
+
+    /// A count stored as a signed integer (try numbers, slots).
+    fn count(&self, table: &'static str, column: &str) -> StoreResult<u32> {
+        let value = self.int32(column)?;
+        u32::try_from(value).map_err(|_| corrupt(table, format!("`{column}` is negative: {value}")))
+    }
+
+    /// Milliseconds stored as a signed integer.
+    fn duration(&self, table: &'static str, column: &str) -> StoreResult<Duration> {
+        self.opt_duration(table, column)?
+            .ok_or_else(|| corrupt(table, format!("`{column}` is NULL")))
+    }
+
+    fn opt_duration(&self, table: &'static str, column: &str) -> StoreResult<Option<Duration>> {
+        self.opt_int(column)?
+            .map(|ms| {
+                u64::try_from(ms)
+                    .map(Duration::from_millis)
+                    .map_err(|_| corrupt(table, format!("`{column}` is negative: {ms}")))
+            })
+            .transpose()
+    }
+}
+
+/// The `Columns` methods whose code is the same for every sqlx row type.
+macro_rules! plain_columns {
+    () => {
+        fn int(&self, column: &str) -> StoreResult<i64> {
+            Ok(sqlx::Row::try_get(self, column)?)
+        }
+        fn opt_int(&self, column: &str) -> StoreResult<Option<i64>> {
+            Ok(sqlx::Row::try_get(self, column)?)
+        }
+        fn int32(&self, column: &str) -> StoreResult<i32> {
+            Ok(sqlx::Row::try_get(self, column)?)
+        }
+        fn opt_int32(&self, column: &str) -> StoreResult<Option<i32>> {
+            Ok(sqlx::Row::try_get(self, column)?)
+        }
+        fn text(&self, column: &str) -> StoreResult<String> {
+            Ok(sqlx::Row::try_get(self, column)?)
+        }
+        fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
+            Ok(sqlx::Row::try_get(self, column)?)
+        }
+        fn flag(&self, column: &str) -> StoreResult<bool> {
+            Ok(sqlx::Row::try_get(self, column)?)
+        }
+    };
+}
+pub(crate) use plain_columns;
+
+pub(crate) fn corrupt(table: &'static str, message: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        message: message.into(),
+    }
+}
+
+/// A count for an `INTEGER` column (PostgreSQL has no unsigned types).
+pub(crate) fn saturating_i32(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn run(row: &impl Columns) -> StoreResult<RunRecord> {
+    const T: &str = "dag_runs";
+    Ok(RunRecord {
+        pk: row.int("pk")?,
+        dag_id: row.text("dag_id")?,
+        run_id: row.text("run_id")?,
+        run_type: row.parse(T, "run_type")?,
+        state: row.parse(T, "state")?,
+        logical_date: row.time(T, "logical_date")?,
+        data_interval: DataInterval {
+            start: row.time(T, "data_interval_start")?,
+            end: row.time(T, "data_interval_end")?,
+        },
+        dag_hash: row.text("dag_hash")?,
+        params: row.json(T, "params")?,
+        triggered_by: row.text("triggered_by")?,
+        queued_at: row.time(T, "queued_at")?,
+        started_at: row.opt_time(T, "started_at")?,
+        ended_at: row.opt_time(T, "ended_at")?,
+    })
+}
+
+pub(crate) fn dag(row: &impl Columns) -> StoreResult<DagRecord> {
+    const T: &str = "dags";
+    Ok(DagRecord {
+        dag_id: row.text("dag_id")?,
+        fileloc: row.text("fileloc")?,
+        hash: row.text("hash")?,
+        is_paused: row.flag("is_paused")?,
+        is_active: row.flag("is_active")?,
+        schedule: row.opt_text("schedule")?,
+        timezone: row.text("timezone")?,
+        description: row.opt_text("description")?,
+        tags: row.json(T, "tags")?,
+        updated_at: row.time(T, "updated_at")?,
+    })
+}
+
+pub(crate) fn dag_version(row: &impl Columns) -> StoreResult<DagVersion> {
+    Ok(DagVersion {
+        hash: row.text("hash")?,
+        dag_id: row.text("dag_id")?,
+        fileloc: row.text("fileloc")?,
+        source: row.text("source")?,
+        created_at: row.time("dag_versions", "created_at")?,
+    })
+}
+
+pub(crate) fn import_error(row: &impl Columns) -> StoreResult<ImportErrorRecord> {
+    Ok(ImportErrorRecord {
+        fileloc: row.text("fileloc")?,
+        errors: row.json("import_errors", "errors")?,
+    })
+}
+
+pub(crate) fn task_instance(row: &impl Columns) -> StoreResult<TaskInstanceRecord> {
+    const T: &str = "task_instances";
+    Ok(TaskInstanceRecord {
+        id: row.int("id")?,
+        run_pk: row.int("run_pk")?,
+        task_id: row.text("task_id")?,
+        map_index: row.int32("map_index")?,
+        state: row.parse(T, "state")?,
+        try_number: row.count(T, "try_number")?,
+        max_tries: row.count(T, "max_tries")?,
+        queue: row.text("queue")?,
+        priority: row.int32("priority")?,
+        next_try_at: row.opt_time(T, "next_try_at")?,
+        started_at: row.opt_time(T, "started_at")?,
+        ended_at: row.opt_time(T, "ended_at")?,
+    })
+}
+
+/// An attempt joined with its task instance's `task_id` and `map_index`.
+pub(crate) fn attempt(row: &impl Columns) -> StoreResult<AttemptRecord> {
+    const T: &str = "task_attempts";
+    Ok(AttemptRecord {
+        id: row.int("id")?,
+        ti_id: row.int("ti_id")?,
+        task_id: row.text("task_id")?,
+        map_index: row.int32("map_index")?,
+        try_number: row.count(T, "try_number")?,
+        state: row.parse(T, "state")?,
+        worker_id: row.text("worker_id")?,
+        started_at: row.time(T, "started_at")?,
+        ended_at: row.opt_time(T, "ended_at")?,
+        heartbeat_at: row.time(T, "heartbeat_at")?,
+        exit_code: row.opt_int32("exit_code")?,
+        error: row.opt_text("error")?,
+    })
+}
+
+pub(crate) fn log_chunk(row: &impl Columns) -> StoreResult<LogChunk> {
+    Ok(LogChunk {
+        seq: row.int("seq")?,
+        content: row.text("content")?,
+        created_at: row.time("task_logs", "created_at")?,
+    })
+}
+
+pub(crate) fn worker(row: &impl Columns) -> StoreResult<WorkerRecord> {
+    const T: &str = "workers";
+    Ok(WorkerRecord {
+        worker_id: row.text("worker_id")?,
+        host: row.text("host")?,
+        queues: row.json(T, "queues")?,
+        slots: row.count(T, "slots")?,
+        slots_in_use: row.count(T, "slots_in_use")?,
+        started_at: row.time(T, "started_at")?,
+        heartbeat_at: row.time(T, "heartbeat_at")?,
+    })
+}
+
+/// The retry policy a task instance was created with (its `retries` live on as `max_tries`).
+pub(crate) fn retry_policy(row: &impl Columns) -> StoreResult<RetryPolicy> {
+    const T: &str = "task_instances";
+    Ok(RetryPolicy {
+        retries: 0,
+        delay: row.duration(T, "retry_delay_ms")?,
+        backoff: if row.flag("retry_exponential")? {
+            Backoff::Exponential
+        } else {
+            Backoff::Fixed
+        },
+        max_delay: row.opt_duration(T, "max_retry_delay_ms")?,
+    })
+}
+
+/// A claimed task instance (`id, task_id, map_index, try_number, max_tries, timeout_ms`) with
+/// its run and the lease of the attempt just created for it.
+pub(crate) fn claimed_attempt(
+    row: &impl Columns,
+    run: &RunRecord,
+    lease: Lease,
+) -> StoreResult<ClaimedAttempt> {
+    const T: &str = "task_instances";
+    Ok(ClaimedAttempt {
+        lease,
+        ti_id: row.int("id")?,
+        run_pk: run.pk,
+        run_id: run.run_id.clone(),
+        dag_id: run.dag_id.clone(),
+        dag_hash: run.dag_hash.clone(),
+        task_id: row.text("task_id")?,
+        map_index: row.int32("map_index")?,
+        try_number: row.count(T, "try_number")?,
+        max_tries: row.count(T, "max_tries")?,
+        timeout: row.opt_duration(T, "timeout_ms")?,
+        logical_date: run.logical_date,
+        data_interval: run.data_interval,
+        params: run.params.clone(),
+    })
+}
+
+/// Folds `(task_id, key, value)` rows, oldest attempt first, into task → key → value: a later
+/// attempt's value wins.
+pub(crate) fn outputs(
+    rows: &[impl Columns],
+) -> StoreResult<BTreeMap<String, BTreeMap<String, Value>>> {
+    let mut outputs: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    for row in rows {
+        outputs
+            .entry(row.text("task_id")?)
+            .or_default()
+            .insert(row.text("key")?, row.json_value("task_outputs", "value")?);
+    }
+    Ok(outputs)
+}
+
+/// The attempt a current lease holds.
+pub(crate) struct Leased {
+    pub ti_id: i64,
+    pub run_pk: i64,
+    pub try_number: u32,
+}
+
+/// Checks an attempt row (`ti_id, run_pk, try_number, state, lease_token`) against a lease:
+/// `LeaseLost` unless the attempt exists and is running under this token.
+pub(crate) fn leased(row: Option<&impl Columns>, lease: &Lease) -> StoreResult<Leased> {
+    const T: &str = "task_attempts";
+    let lost = || StoreError::LeaseLost {
+        attempt_id: lease.attempt_id,
+    };
+    let Some(row) = row else { return Err(lost()) };
+    let state: AttemptState = row.parse(T, "state")?;
+    if state != AttemptState::Running || row.text("lease_token")? != lease.token {
+        return Err(lost());
+    }
+    Ok(Leased {
+        ti_id: row.int("ti_id")?,
+        run_pk: row.int("run_pk")?,
+        try_number: row.count(T, "try_number")?,
+    })
+}

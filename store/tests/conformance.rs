@@ -1,0 +1,128 @@
+//! Runs the store conformance suite on SQLite and on PostgreSQL, one fresh database per test.
+//!
+//! Each suite function becomes `<function>::sqlite` and `<function>::postgres`, so a failure
+//! names the behaviour and the backend. The PostgreSQL tests follow `sluice_store::testing`:
+//! without `SLUICE_TEST_DATABASE_URL` they print `skipped: …` and pass (under `CI=true`, fail).
+
+// in a folder, so cargo does not take it for a test binary of its own
+#[path = "conformance/postgres_only.rs"]
+mod postgres_only;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sluice_store::Store;
+use sluice_store::conformance::{self, Connector};
+use sluice_store::testing::{TestDatabase, fresh_postgres_url};
+
+/// A SQLite file in a directory of its own, removed with it.
+struct SqliteDb {
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+impl SqliteDb {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("sluice.db").display());
+        SqliteDb { _dir: dir, url }
+    }
+}
+
+#[async_trait]
+impl Connector for SqliteDb {
+    async fn open(&self) -> Arc<dyn Store> {
+        sluice_store::connect(&self.url)
+            .await
+            .expect("opening the SQLite store")
+    }
+}
+
+struct PostgresDb(TestDatabase);
+
+#[async_trait]
+impl Connector for PostgresDb {
+    async fn open(&self) -> Arc<dyn Store> {
+        sluice_store::connect(self.0.url())
+            .await
+            .expect("opening the PostgreSQL store")
+    }
+}
+
+/// `store: f, …;` suite functions over one handle, `connector: g, …;` over several.
+macro_rules! suite {
+    (store: $($store_test:ident),* $(,)?; connector: $($connector_test:ident),* $(,)?;) => {
+        $(
+            mod $store_test {
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    let db = SqliteDb::new();
+                    let store = db.open().await;
+                    conformance::$store_test(store.as_ref()).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    let Some(database) = fresh_postgres_url().await else { return };
+                    let db = PostgresDb(database);
+                    let store = db.open().await;
+                    conformance::$store_test(store.as_ref()).await;
+                }
+            }
+        )*
+        $(
+            mod $connector_test {
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    conformance::$connector_test(&SqliteDb::new()).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    let Some(database) = fresh_postgres_url().await else { return };
+                    conformance::$connector_test(&PostgresDb(database)).await;
+                }
+            }
+        )*
+    };
+}
+
+suite! {
+    store:
+        migrate_is_idempotent,
+        sync_dags_upserts_and_keeps_paused,
+        sync_dags_marks_missing_dags_inactive,
+        sync_dags_replaces_import_errors,
+        set_paused_of_unknown_dag_is_not_found,
+        worker_heartbeat_upserts_and_lists,
+        create_run_if_absent_is_idempotent,
+        last_scheduled_interval_end_ignores_manual_runs,
+        start_queued_runs_respects_max_active_runs_and_queues_roots_only,
+        run_without_tasks_succeeds_when_started,
+        evaluate_run_changes_nothing_when_nothing_happened,
+        cancel_run_cancels_unfinished_work_and_leases,
+        list_runs_filters_newest_first,
+        claims_follow_priority_then_age,
+        claims_only_from_requested_queues,
+        claim_carries_the_run_context,
+        stale_lease_is_refused,
+        success_queues_downstream_and_wakes_workers,
+        failure_with_fixed_retry_waits_until_next_try_at,
+        failure_with_exponential_retry_doubles_and_caps,
+        failure_without_retries_fails_downstream_and_run,
+        all_done_cleanup_runs_after_failure_and_run_still_fails,
+        skipped_branch_cascades_and_run_succeeds,
+        retried_task_keeps_every_attempt_and_its_log,
+        read_log_returns_chunks_after_seq,
+        run_outputs_come_from_successful_attempts;
+    connector:
+        concurrent_run_creation_creates_one_run,
+        concurrent_claims_never_claim_an_instance_twice,
+        concurrent_finishes_queue_every_join,
+        concurrent_starts_respect_max_active_runs,
+        concurrent_syncs_all_succeed;
+}
