@@ -1,4 +1,4 @@
-//! The scheduler driven tick by tick with a manual clock over a real SQLite store.
+//! The scheduler driven tick by tick with a manual clock, over SQLite and over PostgreSQL.
 
 use std::sync::Arc;
 
@@ -6,22 +6,66 @@ use chrono::{DateTime, TimeZone, Utc};
 use sluice_core::RunState;
 use sluice_core::clock::ManualClock;
 use sluice_scheduler::{FolderLoader, Scheduler, SchedulerConfig};
+use sluice_store::testing::{TestDatabase, fresh_postgres_url};
 use sluice_store::{Paused, RunFilter, Store};
 
 struct Fixture {
     dir: tempfile::TempDir,
     store: Arc<dyn Store>,
     scheduler: Scheduler,
+    // dropped last: the database outlives the store's connections
+    _database: Option<TestDatabase>,
 }
 
-async fn fixture(dags: &[(&str, &str)]) -> Fixture {
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Each test once per store: `<test>::sqlite` and `<test>::postgres`.
+macro_rules! on_both_stores {
+    ($($test:ident),+ $(,)?) => {$(
+        mod $test {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$test(super::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$test(super::Backend::Postgres).await
+            }
+        }
+    )+};
+}
+
+on_both_stores!(
+    catchup_creates_missed_intervals_oldest_first_within_max_active_runs,
+    without_catchup_only_the_latest_interval_runs,
+    a_paused_dag_gets_no_new_runs_until_unpaused,
+    edited_and_removed_dag_files_are_picked_up_without_restart,
+    a_broken_file_is_an_import_error_and_the_others_still_load,
+    two_files_claiming_one_dag_id_report_the_second,
+);
+
+/// `None` when PostgreSQL is not configured (the helper printed why; under CI=true it panics).
+async fn fixture(backend: Backend, dags: &[(&str, &str)]) -> Option<Fixture> {
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("dags");
     std::fs::create_dir_all(&folder).unwrap();
     for (name, yaml) in dags {
         std::fs::write(folder.join(name), yaml).unwrap();
     }
-    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let (url, database) = match backend {
+        Backend::Sqlite => (
+            format!("sqlite://{}", dir.path().join("s.db").display()),
+            None,
+        ),
+        Backend::Postgres => {
+            let database = fresh_postgres_url().await?;
+            (database.url().to_owned(), Some(database))
+        }
+    };
     let store = sluice_store::connect(&url).await.unwrap();
     let clock = Arc::new(ManualClock::new(at(2026, 1, 1, 0)));
     let scheduler = Scheduler::new(
@@ -30,11 +74,12 @@ async fn fixture(dags: &[(&str, &str)]) -> Fixture {
         FolderLoader::new(&folder),
         SchedulerConfig::default(),
     );
-    Fixture {
+    Some(Fixture {
         dir,
         store,
         scheduler,
-    }
+        _database: database,
+    })
 }
 
 fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
@@ -56,9 +101,10 @@ async fn runs(store: &dyn Store, dag_id: &str) -> Vec<sluice_store::RunRecord> {
 
 const DAILY: &str = "dag: daily\nschedule: '0 2 * * *'\ntimezone: UTC\nstart_date: 2026-01-01\ncatchup: true\nmax_active_runs: 2\ntasks:\n  a:\n    type: noop\n";
 
-#[tokio::test]
-async fn catchup_creates_missed_intervals_oldest_first_within_max_active_runs() {
-    let f = fixture(&[("daily.yaml", DAILY)]).await;
+async fn catchup_creates_missed_intervals_oldest_first_within_max_active_runs(backend: Backend) {
+    let Some(f) = fixture(backend, &[("daily.yaml", DAILY)]).await else {
+        return;
+    };
     let report = f.scheduler.tick(at(2026, 1, 5, 12)).await.unwrap();
     assert!(report.dags_changed);
     // four intervals are complete (Jan 1-2 … Jan 4-5) but only two may be active
@@ -80,19 +126,21 @@ async fn catchup_creates_missed_intervals_oldest_first_within_max_active_runs() 
     assert!(!report.dags_changed);
 }
 
-#[tokio::test]
-async fn without_catchup_only_the_latest_interval_runs() {
+async fn without_catchup_only_the_latest_interval_runs(backend: Backend) {
     let yaml = DAILY.replace("catchup: true", "catchup: false");
-    let f = fixture(&[("daily.yaml", &yaml)]).await;
+    let Some(f) = fixture(backend, &[("daily.yaml", &yaml)]).await else {
+        return;
+    };
     f.scheduler.tick(at(2026, 1, 5, 12)).await.unwrap();
     let created = runs(f.store.as_ref(), "daily").await;
     assert_eq!(created.len(), 1);
     assert_eq!(created[0].logical_date, at(2026, 1, 4, 2));
 }
 
-#[tokio::test]
-async fn a_paused_dag_gets_no_new_runs_until_unpaused() {
-    let f = fixture(&[("daily.yaml", DAILY)]).await;
+async fn a_paused_dag_gets_no_new_runs_until_unpaused(backend: Backend) {
+    let Some(f) = fixture(backend, &[("daily.yaml", DAILY)]).await else {
+        return;
+    };
     f.scheduler.tick(at(2025, 12, 31, 0)).await.unwrap();
     f.store.set_paused("daily", Paused::Paused).await.unwrap();
     f.scheduler.tick(at(2026, 1, 3, 3)).await.unwrap();
@@ -102,9 +150,10 @@ async fn a_paused_dag_gets_no_new_runs_until_unpaused() {
     assert_eq!(runs(f.store.as_ref(), "daily").await.len(), 2);
 }
 
-#[tokio::test]
-async fn edited_and_removed_dag_files_are_picked_up_without_restart() {
-    let f = fixture(&[("daily.yaml", DAILY)]).await;
+async fn edited_and_removed_dag_files_are_picked_up_without_restart(backend: Backend) {
+    let Some(f) = fixture(backend, &[("daily.yaml", DAILY)]).await else {
+        return;
+    };
     f.scheduler.tick(at(2025, 12, 31, 0)).await.unwrap();
     let before = f.store.get_dag("daily").await.unwrap().unwrap();
     assert_eq!(before.schedule.as_deref(), Some("0 2 * * *"));
@@ -122,13 +171,18 @@ async fn edited_and_removed_dag_files_are_picked_up_without_restart() {
     assert!(!f.store.get_dag("daily").await.unwrap().unwrap().is_active);
 }
 
-#[tokio::test]
-async fn a_broken_file_is_an_import_error_and_the_others_still_load() {
-    let f = fixture(&[
-        ("daily.yaml", DAILY),
-        ("broken.yaml", "tasks:\n  a:\n    type: teleport\n"),
-    ])
-    .await;
+async fn a_broken_file_is_an_import_error_and_the_others_still_load(backend: Backend) {
+    let Some(f) = fixture(
+        backend,
+        &[
+            ("daily.yaml", DAILY),
+            ("broken.yaml", "tasks:\n  a:\n    type: teleport\n"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
     f.scheduler.tick(at(2025, 12, 31, 0)).await.unwrap();
     assert!(f.store.get_dag("daily").await.unwrap().is_some());
     let errors = f.store.import_errors().await.unwrap();
@@ -151,9 +205,10 @@ async fn a_broken_file_is_an_import_error_and_the_others_still_load() {
     assert!(f.store.get_dag("broken").await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn two_files_claiming_one_dag_id_report_the_second() {
-    let f = fixture(&[("a.yaml", DAILY), ("b.yaml", DAILY)]).await;
+async fn two_files_claiming_one_dag_id_report_the_second(backend: Backend) {
+    let Some(f) = fixture(backend, &[("a.yaml", DAILY), ("b.yaml", DAILY)]).await else {
+        return;
+    };
     f.scheduler.tick(at(2025, 12, 31, 0)).await.unwrap();
     let errors = f.store.import_errors().await.unwrap();
     assert_eq!(errors.len(), 1);

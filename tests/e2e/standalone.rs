@@ -128,3 +128,79 @@ async fn log_of(store: &dyn sluice_store::Store, attempt_id: i64) -> String {
 async fn sqlite_retried_task_keeps_every_attempt_and_log() {
     retried_task_keeps_every_attempt_and_log(TestApp::spawn(&[("flaky.yaml", FLAKY)], None)).await;
 }
+
+#[tokio::test]
+async fn postgres_retried_task_keeps_every_attempt_and_log() {
+    let Some(database) = sluice_store::testing::fresh_postgres_url().await else {
+        return;
+    };
+    let app = TestApp::spawn(&[("flaky.yaml", FLAKY)], Some(database.url().to_owned()));
+    retried_task_keeps_every_attempt_and_log(app).await;
+}
+
+const FAILING: &str = r#"
+dag: failing
+params:
+  code: 5
+tasks:
+  boom:
+    type: shell
+    command: exit {{ params.code }}
+  cleanup:
+    type: shell
+    depends_on: [boom]
+    trigger_rule: all_done
+    command: echo cleaned
+"#;
+
+#[tokio::test]
+async fn cli_exit_codes_follow_the_run_and_bad_input_changes_nothing() {
+    let app = TestApp::spawn(&[("failing.yaml", FAILING)], None);
+
+    // a failed run is exit code 1 even though its all_done clean-up succeeded
+    let output = app.trigger_when_loaded(&["dags", "trigger", "failing", "--wait"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("boom") && stdout.contains("failed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("cleanup") && stdout.contains("success"),
+        "{stdout}"
+    );
+
+    // bad input: one clear line, exit code 2, no run created
+    let output = app.cli(&["dags", "trigger", "failing", "--param", "code=abc"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("param `code` expects a value like `5`, got `abc`"),
+        "{}",
+        text(&output.stderr)
+    );
+    let output = app.cli(&["dags", "trigger", "failing", "--param", "colour=red"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("has no param `colour`"));
+    let output = app.cli(&["dags", "pause", "nope"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("DAG `nope` is not in the database"));
+
+    let store = sluice_store::connect(&app.database_url).await.unwrap();
+    let runs = store
+        .list_runs(&sluice_store::RunFilter {
+            dag_id: Some("failing".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1, "bad triggers created no run");
+
+    // pause and unpause
+    let output = app.cli(&["dags", "pause", "failing"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(store.get_dag("failing").await.unwrap().unwrap().is_paused);
+    let output = app.cli(&["dags", "unpause", "failing"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(!store.get_dag("failing").await.unwrap().unwrap().is_paused);
+}

@@ -1,4 +1,4 @@
-//! The worker executing real attempts against a SQLite store.
+//! The worker executing real attempts, on SQLite and on PostgreSQL (each test on a fresh database).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use sluice_core::clock::SystemClock;
 use sluice_core::{AttemptState, DataInterval, RunType, TaskState, parse_dag};
+use sluice_store::testing::{TestDatabase, fresh_postgres_url};
 use sluice_store::{DagSnapshot, DagSync, NewRun, NewTaskInstance, RunRecord, Store, UNMAPPED};
 use sluice_worker::{Worker, WorkerConfig};
 
@@ -13,22 +14,65 @@ struct Fixture {
     _dir: tempfile::TempDir,
     store: Arc<dyn Store>,
     worker: Arc<Worker>,
+    // dropped last: the database outlives the store's connections
+    _database: Option<TestDatabase>,
 }
 
-async fn fixture() -> Fixture {
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Each test once per store: `<test>::sqlite` and `<test>::postgres`.
+macro_rules! on_both_stores {
+    ($($test:ident),+ $(,)?) => {$(
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$test(super::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$test(super::Backend::Postgres).await
+            }
+        }
+    )+};
+}
+
+on_both_stores!(
+    shell_output_is_logged_line_by_line_and_outputs_are_captured,
+    a_failing_command_is_retried_then_fails_with_its_exit_code,
+    a_timeout_kills_the_whole_process_group,
+    a_step_type_this_build_cannot_run_fails_with_a_clear_message,
+    an_undefined_template_variable_fails_the_attempt_naming_the_field,
+    cancelling_the_run_stops_the_running_command,
+);
+
+/// `None` when PostgreSQL is not configured (the helper printed why; under CI=true it panics).
+async fn fixture(backend: Backend) -> Option<Fixture> {
     let dir = tempfile::tempdir().unwrap();
-    let store = sluice_store::connect(&format!("sqlite://{}", dir.path().join("w.db").display()))
-        .await
-        .unwrap();
+    let (url, database) = match backend {
+        Backend::Sqlite => (
+            format!("sqlite://{}", dir.path().join("w.db").display()),
+            None,
+        ),
+        Backend::Postgres => {
+            let database = fresh_postgres_url().await?;
+            (database.url().to_owned(), Some(database))
+        }
+    };
+    let store = sluice_store::connect(&url).await.unwrap();
     let mut config = WorkerConfig::new("test-worker", 4);
     config.base_dir = dir.path().to_path_buf();
     config.heartbeat_interval = Duration::from_millis(200);
     let worker = Worker::new(store.clone(), Arc::new(SystemClock), config);
-    Fixture {
+    Some(Fixture {
         _dir: dir,
         store,
         worker,
-    }
+        _database: database,
+    })
 }
 
 /// Stores the DAG and creates a started run of it, as the scheduler would.
@@ -116,9 +160,10 @@ async fn log(store: &dyn Store, attempt_id: i64) -> String {
         .collect()
 }
 
-#[tokio::test]
-async fn shell_output_is_logged_line_by_line_and_outputs_are_captured() {
-    let f = fixture().await;
+async fn shell_output_is_logged_line_by_line_and_outputs_are_captured(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
     let yaml = "dag: t\nparams: { who: world }\ntasks:\n  a:\n    type: shell\n    env: { GREETING: 'hi {{ params.who }}' }\n    command: |\n      echo \"$GREETING from $SLUICE_TASK_ID\"\n      echo oops >&2\n      echo '::output answer=42'\n";
     let run = start_run(f.store.as_ref(), yaml).await;
     assert_eq!(work_once(&f).await, 1);
@@ -132,9 +177,10 @@ async fn shell_output_is_logged_line_by_line_and_outputs_are_captured() {
     assert_eq!(outputs["a"]["answer"], "42");
 }
 
-#[tokio::test]
-async fn a_failing_command_is_retried_then_fails_with_its_exit_code() {
-    let f = fixture().await;
+async fn a_failing_command_is_retried_then_fails_with_its_exit_code(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
     let yaml = "dag: t\ntasks:\n  a:\n    type: shell\n    retries: 1\n    retry_delay: 0s\n    command: exit 4\n  b:\n    type: noop\n    depends_on: [a]\n";
     let run = start_run(f.store.as_ref(), yaml).await;
     work_once(&f).await;
@@ -155,9 +201,10 @@ async fn a_failing_command_is_retried_then_fails_with_its_exit_code() {
     assert_eq!(run.state, sluice_core::RunState::Failed);
 }
 
-#[tokio::test]
-async fn a_timeout_kills_the_whole_process_group() {
-    let f = fixture().await;
+async fn a_timeout_kills_the_whole_process_group(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
     let yaml = "dag: t\ntasks:\n  a:\n    type: shell\n    timeout: 1s\n    command: |\n      sleep 60 &\n      echo $! > child.pid\n      sleep 60\n";
     let run = start_run(f.store.as_ref(), yaml).await;
     let started = Instant::now();
@@ -195,9 +242,10 @@ fn is_zombie(proc_path: &str) -> bool {
         .unwrap_or(true)
 }
 
-#[tokio::test]
-async fn a_step_type_this_build_cannot_run_fails_with_a_clear_message() {
-    let f = fixture().await;
+async fn a_step_type_this_build_cannot_run_fails_with_a_clear_message(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
     let yaml = "dag: t\ntasks:\n  fetch:\n    type: http\n    url: http://127.0.0.1:1/\n";
     let run = start_run(f.store.as_ref(), yaml).await;
     work_once(&f).await;
@@ -211,9 +259,10 @@ async fn a_step_type_this_build_cannot_run_fails_with_a_clear_message() {
     assert!(log(f.store.as_ref(), attempts[0].id).await.contains(&error));
 }
 
-#[tokio::test]
-async fn an_undefined_template_variable_fails_the_attempt_naming_the_field() {
-    let f = fixture().await;
+async fn an_undefined_template_variable_fails_the_attempt_naming_the_field(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
     let yaml = "dag: t\ntasks:\n  a:\n    type: shell\n    command: echo {{ params.missing }}\n";
     let run = start_run(f.store.as_ref(), yaml).await;
     work_once(&f).await;
@@ -223,9 +272,10 @@ async fn an_undefined_template_variable_fails_the_attempt_naming_the_field() {
     assert!(error.contains("rendering `command`"), "{error}");
 }
 
-#[tokio::test]
-async fn cancelling_the_run_stops_the_running_command() {
-    let f = fixture().await;
+async fn cancelling_the_run_stops_the_running_command(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
     let yaml = "dag: t\ntasks:\n  a:\n    type: shell\n    command: sleep 60\n";
     let run = start_run(f.store.as_ref(), yaml).await;
     let claimed = f.worker.claim(1).await.unwrap();
