@@ -65,7 +65,7 @@ async fn main() {
         .tick(chrono::Utc::now())
         .await
         .expect("loading the DAGs");
-    let loaded = sluice_scheduler::load_paths(&[dags.clone()]);
+    let loaded = sluice_scheduler::load_paths(std::slice::from_ref(&dags));
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let mut config = WorkerConfig::new("bench-worker", 8);
     config.base_dir = dir.path().to_path_buf();

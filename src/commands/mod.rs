@@ -44,14 +44,13 @@ pub fn init_tracing(command: &Command) {
 
 /// Opens (and migrates) the store, creating the folder of a SQLite file if needed.
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    if let Some(path) = sqlite_path(url) {
-        if let Some(parent) = std::path::Path::new(path)
+    if let Some(path) = sqlite_path(url)
+        && let Some(parent) = std::path::Path::new(path)
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     sluice_store::connect(url)
         .await

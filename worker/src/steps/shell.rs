@@ -108,13 +108,12 @@ async fn pump(
             Ok(_) => {
                 let line = String::from_utf8_lossy(&buffer);
                 let line = line.trim_end_matches(['\n', '\r']);
-                if outputs == OutputLines::Parse {
-                    if let Some((key, value)) = line
+                if outputs == OutputLines::Parse
+                    && let Some((key, value)) = line
                         .strip_prefix("::output ")
                         .and_then(|rest| rest.split_once('='))
-                    {
-                        found.insert(key.trim().to_owned(), Value::String(value.to_owned()));
-                    }
+                {
+                    found.insert(key.trim().to_owned(), Value::String(value.to_owned()));
                 }
                 log.line(line);
             }
