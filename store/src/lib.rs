@@ -12,9 +12,11 @@ pub mod postgres;
 mod read;
 mod records;
 pub mod sqlite;
+mod sqlite_web;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod wake;
+mod web_records;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use chrono::{DateTime, Utc};
 
 pub use records::*;
 pub use wake::Wakeups;
+pub use web_records::*;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -176,4 +179,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// A counter that moves whenever work may have become claimable in this process's view.
     fn wakeups(&self) -> Wakeups;
+
+    // ---- web: users, sessions, API tokens, audit events --------------------------------
+
+    /// `Conflict` when the username is taken.
+    async fn create_user(&self, user: &NewUser) -> StoreResult<UserRecord>;
+    /// By username.
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
+    async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    /// Stores the session and drops the sessions that expired before `session.now`.
+    async fn create_session(&self, session: &NewSession) -> StoreResult<()>;
+    /// The session with this token hash and its user, unless it expired by `now`.
+    async fn get_session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<SessionRecord>>;
+    /// Logging out; deleting a session that does not exist is not an error.
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+    /// `Conflict` when the name is taken.
+    async fn create_api_token(&self, token: &NewApiToken) -> StoreResult<ApiTokenRecord>;
+    /// By name.
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiTokenRecord>>;
+    async fn get_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiTokenRecord>>;
+    async fn record_event(&self, event: &NewEvent) -> StoreResult<EventRecord>;
+    /// Newest first.
+    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<EventRecord>>;
 }

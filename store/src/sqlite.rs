@@ -671,4 +671,54 @@ impl Store for SqliteStore {
     fn wakeups(&self) -> Wakeups {
         self.wakeups.clone()
     }
+
+    // ---- web: users, sessions, API tokens, audit events --------------------------------
+
+    async fn create_user(&self, user: &NewUser) -> StoreResult<UserRecord> {
+        crate::sqlite_web::create_user(&self.pool, user).await
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        crate::sqlite_web::list_users(&self.pool).await
+    }
+
+    async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        crate::sqlite_web::get_user(&self.pool, username).await
+    }
+
+    async fn create_session(&self, session: &NewSession) -> StoreResult<()> {
+        crate::sqlite_web::create_session(&self.pool, session).await
+    }
+
+    async fn get_session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<SessionRecord>> {
+        crate::sqlite_web::get_session(&self.pool, token_hash, now).await
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        crate::sqlite_web::delete_session(&self.pool, token_hash).await
+    }
+
+    async fn create_api_token(&self, token: &NewApiToken) -> StoreResult<ApiTokenRecord> {
+        crate::sqlite_web::create_api_token(&self.pool, token).await
+    }
+
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiTokenRecord>> {
+        crate::sqlite_web::list_api_tokens(&self.pool).await
+    }
+
+    async fn get_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiTokenRecord>> {
+        crate::sqlite_web::get_api_token(&self.pool, token_hash).await
+    }
+
+    async fn record_event(&self, event: &NewEvent) -> StoreResult<EventRecord> {
+        crate::sqlite_web::record_event(&self.pool, event).await
+    }
+
+    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<EventRecord>> {
+        crate::sqlite_web::list_events(&self.pool, filter).await
+    }
 }

@@ -126,3 +126,13 @@ suite! {
         concurrent_starts_respect_max_active_runs,
         concurrent_syncs_all_succeed;
 }
+
+// the web's tables (users, sessions, API tokens, audit events)
+suite! {
+    store:
+        users_are_unique_by_name_and_listed_by_name,
+        sessions_expire_and_end_on_logout,
+        api_tokens_are_found_by_hash_only,
+        events_are_listed_newest_first_in_pages;
+    connector: ;
+}

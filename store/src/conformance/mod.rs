@@ -11,6 +11,7 @@ mod concurrency;
 mod registry;
 mod results;
 mod runs;
+mod web;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use concurrency::*;
 pub use registry::*;
 pub use results::*;
 pub use runs::*;
+pub use web::*;
 
 /// Opens handles on one database.
 #[async_trait]

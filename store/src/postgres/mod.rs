@@ -14,6 +14,7 @@
 mod attempts;
 mod listen;
 mod runs;
+mod web;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -412,5 +413,55 @@ impl Store for PgStore {
 
     fn wakeups(&self) -> Wakeups {
         self.wakeups.clone()
+    }
+
+    // ---- web: users, sessions, API tokens, audit events --------------------------------
+
+    async fn create_user(&self, user: &NewUser) -> StoreResult<UserRecord> {
+        web::create_user(&self.pool, user).await
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        web::list_users(&self.pool).await
+    }
+
+    async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        web::get_user(&self.pool, username).await
+    }
+
+    async fn create_session(&self, session: &NewSession) -> StoreResult<()> {
+        web::create_session(&self.pool, session).await
+    }
+
+    async fn get_session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<SessionRecord>> {
+        web::get_session(&self.pool, token_hash, now).await
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        web::delete_session(&self.pool, token_hash).await
+    }
+
+    async fn create_api_token(&self, token: &NewApiToken) -> StoreResult<ApiTokenRecord> {
+        web::create_api_token(&self.pool, token).await
+    }
+
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiTokenRecord>> {
+        web::list_api_tokens(&self.pool).await
+    }
+
+    async fn get_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiTokenRecord>> {
+        web::get_api_token(&self.pool, token_hash).await
+    }
+
+    async fn record_event(&self, event: &NewEvent) -> StoreResult<EventRecord> {
+        web::record_event(&self.pool, event).await
+    }
+
+    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<EventRecord>> {
+        web::list_events(&self.pool, filter).await
     }
 }

@@ -1,0 +1,176 @@
+//! The web's rows: users, login sessions, API tokens and the audit log.
+
+use super::*;
+
+fn new_user(username: &str, role: Role) -> NewUser {
+    NewUser {
+        username: username.to_owned(),
+        password_hash: format!("$argon2id$hash-of-{username}"),
+        role,
+        now: t(0),
+    }
+}
+
+pub async fn users_are_unique_by_name_and_listed_by_name(store: &dyn Store) {
+    let zoe = store
+        .create_user(&new_user("zoe", Role::Operator))
+        .await
+        .expect("creating zoe");
+    assert_eq!((zoe.username.as_str(), zoe.role), ("zoe", Role::Operator));
+    store
+        .create_user(&new_user("ada", Role::Admin))
+        .await
+        .expect("creating ada");
+    let again = store.create_user(&new_user("zoe", Role::Viewer)).await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict(ref message)) if message.contains("zoe")),
+        "a second zoe: {again:?}"
+    );
+    let names: Vec<String> = store
+        .list_users()
+        .await
+        .expect("listing users")
+        .into_iter()
+        .map(|user| user.username)
+        .collect();
+    assert_eq!(names, ["ada", "zoe"]);
+    let found = store
+        .get_user("zoe")
+        .await
+        .expect("reading zoe")
+        .expect("zoe exists");
+    assert_eq!(found.password_hash, "$argon2id$hash-of-zoe");
+    assert_eq!(found.created_at, t(0));
+    assert!(store.get_user("nobody").await.expect("reading").is_none());
+}
+
+pub async fn sessions_expire_and_end_on_logout(store: &dyn Store) {
+    let user = store
+        .create_user(&new_user("ada", Role::Viewer))
+        .await
+        .expect("creating ada");
+    let session = |hash: &str, now: i64| NewSession {
+        token_hash: hash.to_owned(),
+        user_id: user.id,
+        csrf_token: format!("csrf-{hash}"),
+        now: t(now),
+        expires_at: t(now + 100),
+    };
+    store
+        .create_session(&session("first", 0))
+        .await
+        .expect("first login");
+    let live = store
+        .get_session("first", t(50))
+        .await
+        .expect("reading the session")
+        .expect("the session is live");
+    assert_eq!(
+        live,
+        SessionRecord {
+            user_id: user.id,
+            username: "ada".to_owned(),
+            role: Role::Viewer,
+            csrf_token: "csrf-first".to_owned(),
+            expires_at: t(100),
+        }
+    );
+    assert!(
+        store
+            .get_session("first", t(100))
+            .await
+            .expect("reading")
+            .is_none(),
+        "expired at its expiry time"
+    );
+    assert!(
+        store
+            .get_session("other", t(50))
+            .await
+            .expect("reading")
+            .is_none()
+    );
+
+    store
+        .create_session(&session("second", 200))
+        .await
+        .expect("second login, which drops the expired first one");
+    store.delete_session("second").await.expect("logging out");
+    store
+        .delete_session("second")
+        .await
+        .expect("logging out twice is fine");
+    assert!(
+        store
+            .get_session("second", t(201))
+            .await
+            .expect("reading")
+            .is_none()
+    );
+}
+
+pub async fn api_tokens_are_found_by_hash_only(store: &dyn Store) {
+    let token = store
+        .create_api_token(&NewApiToken {
+            name: "ci".to_owned(),
+            token_hash: "hash-ci".to_owned(),
+            role: Role::Operator,
+            now: t(5),
+        })
+        .await
+        .expect("creating a token");
+    assert_eq!((token.name.as_str(), token.role), ("ci", Role::Operator));
+    let same_name = store
+        .create_api_token(&NewApiToken {
+            name: "ci".to_owned(),
+            token_hash: "hash-other".to_owned(),
+            role: Role::Viewer,
+            now: t(6),
+        })
+        .await;
+    assert!(
+        matches!(same_name, Err(StoreError::Conflict(_))),
+        "{same_name:?}"
+    );
+    assert_eq!(
+        store.get_api_token("hash-ci").await.expect("reading"),
+        Some(token.clone())
+    );
+    assert_eq!(store.get_api_token("ci").await.expect("reading"), None);
+    assert_eq!(store.list_api_tokens().await.expect("listing"), [token]);
+}
+
+pub async fn events_are_listed_newest_first_in_pages(store: &dyn Store) {
+    for (index, action) in ["trigger", "pause", "cancel_run"].iter().enumerate() {
+        store
+            .record_event(&NewEvent {
+                actor: "user:ada".to_owned(),
+                action: (*action).to_owned(),
+                target: "sales".to_owned(),
+                details: json!({ "n": index }),
+                now: t(i64::try_from(index).expect("small")),
+            })
+            .await
+            .expect("recording an event");
+    }
+    let first_page = store
+        .list_events(&EventFilter {
+            before_id: None,
+            limit: 2,
+        })
+        .await
+        .expect("listing events");
+    let actions: Vec<&str> = first_page.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["cancel_run", "pause"]);
+    assert_eq!(first_page[0].details, json!({ "n": 2 }));
+    assert_eq!(first_page[0].at, t(2));
+    let rest = store
+        .list_events(&EventFilter {
+            before_id: Some(first_page[1].id),
+            limit: 2,
+        })
+        .await
+        .expect("listing the next page");
+    let actions: Vec<&str> = rest.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["trigger"]);
+}

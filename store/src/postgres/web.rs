@@ -1,0 +1,142 @@
+//! The web's tables on PostgreSQL: users, sessions, API tokens, audit events.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use sqlx::types::Json;
+
+use crate::web_records::{self as read, taken};
+use crate::*;
+
+pub(crate) async fn create_user(pool: &PgPool, user: &NewUser) -> StoreResult<UserRecord> {
+    let row = sqlx::query(
+        "INSERT INTO users (username, password_hash, role, created_at) VALUES ($1, $2, $3, $4) RETURNING *",
+    )
+    .bind(&user.username)
+    .bind(&user.password_hash)
+    .bind(user.role.as_str())
+    .bind(user.now)
+    .fetch_one(pool)
+    .await
+    .map_err(|e| taken(e, format!("a user `{}` already exists", user.username)))?;
+    read::user(&row)
+}
+
+pub(crate) async fn list_users(pool: &PgPool) -> StoreResult<Vec<UserRecord>> {
+    let rows = sqlx::query("SELECT * FROM users ORDER BY username")
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(read::user).collect()
+}
+
+pub(crate) async fn get_user(pool: &PgPool, username: &str) -> StoreResult<Option<UserRecord>> {
+    let row = sqlx::query("SELECT * FROM users WHERE username = $1")
+        .bind(username)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(read::user).transpose()
+}
+
+pub(crate) async fn create_session(pool: &PgPool, session: &NewSession) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+        .bind(session.now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&session.token_hash)
+    .bind(session.user_id)
+    .bind(&session.csrf_token)
+    .bind(session.now)
+    .bind(session.expires_at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn get_session(
+    pool: &PgPool,
+    token_hash: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<SessionRecord>> {
+    let row = sqlx::query(
+        "SELECT s.user_id, u.username, u.role, s.csrf_token, s.expires_at FROM sessions s \
+         JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2",
+    )
+    .bind(token_hash)
+    .bind(now)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(read::session).transpose()
+}
+
+pub(crate) async fn delete_session(pool: &PgPool, token_hash: &str) -> StoreResult<()> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+        .bind(token_hash)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn create_api_token(
+    pool: &PgPool,
+    token: &NewApiToken,
+) -> StoreResult<ApiTokenRecord> {
+    let row = sqlx::query(
+        "INSERT INTO api_tokens (name, token_hash, role, created_at) VALUES ($1, $2, $3, $4) RETURNING *",
+    )
+    .bind(&token.name)
+    .bind(&token.token_hash)
+    .bind(token.role.as_str())
+    .bind(token.now)
+    .fetch_one(pool)
+    .await
+    .map_err(|e| taken(e, format!("an API token `{}` already exists", token.name)))?;
+    read::api_token(&row)
+}
+
+pub(crate) async fn list_api_tokens(pool: &PgPool) -> StoreResult<Vec<ApiTokenRecord>> {
+    let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY name")
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(read::api_token).collect()
+}
+
+pub(crate) async fn get_api_token(
+    pool: &PgPool,
+    token_hash: &str,
+) -> StoreResult<Option<ApiTokenRecord>> {
+    let row = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = $1")
+        .bind(token_hash)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(read::api_token).transpose()
+}
+
+pub(crate) async fn record_event(pool: &PgPool, event: &NewEvent) -> StoreResult<EventRecord> {
+    let row = sqlx::query(
+        "INSERT INTO events (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5) RETURNING *",
+    )
+    .bind(event.now)
+    .bind(&event.actor)
+    .bind(&event.action)
+    .bind(&event.target)
+    .bind(Json(&event.details))
+    .fetch_one(pool)
+    .await?;
+    read::event(&row)
+}
+
+pub(crate) async fn list_events(
+    pool: &PgPool,
+    filter: &EventFilter,
+) -> StoreResult<Vec<EventRecord>> {
+    let rows = sqlx::query("SELECT * FROM events WHERE id < $1 ORDER BY id DESC LIMIT $2")
+        .bind(filter.before_id.unwrap_or(i64::MAX))
+        .bind(i64::from(filter.limit))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(read::event).collect()
+}

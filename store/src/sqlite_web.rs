@@ -1,0 +1,145 @@
+//! The web's tables on SQLite: users, sessions, API tokens, audit events.
+
+use chrono::{DateTime, Utc};
+use sqlx::SqlitePool;
+
+use crate::web_records::{self as read, taken};
+use crate::*;
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+pub(crate) async fn create_user(pool: &SqlitePool, user: &NewUser) -> StoreResult<UserRecord> {
+    let row = sqlx::query(
+        "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?) RETURNING *",
+    )
+    .bind(&user.username)
+    .bind(&user.password_hash)
+    .bind(user.role.as_str())
+    .bind(micros(user.now))
+    .fetch_one(pool)
+    .await
+    .map_err(|e| taken(e, format!("a user `{}` already exists", user.username)))?;
+    read::user(&row)
+}
+
+pub(crate) async fn list_users(pool: &SqlitePool) -> StoreResult<Vec<UserRecord>> {
+    let rows = sqlx::query("SELECT * FROM users ORDER BY username")
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(read::user).collect()
+}
+
+pub(crate) async fn get_user(pool: &SqlitePool, username: &str) -> StoreResult<Option<UserRecord>> {
+    let row = sqlx::query("SELECT * FROM users WHERE username = ?")
+        .bind(username)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(read::user).transpose()
+}
+
+pub(crate) async fn create_session(pool: &SqlitePool, session: &NewSession) -> StoreResult<()> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
+        .bind(micros(session.now))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&session.token_hash)
+    .bind(session.user_id)
+    .bind(&session.csrf_token)
+    .bind(micros(session.now))
+    .bind(micros(session.expires_at))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn get_session(
+    pool: &SqlitePool,
+    token_hash: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<SessionRecord>> {
+    let row = sqlx::query(
+        "SELECT s.user_id, u.username, u.role, s.csrf_token, s.expires_at FROM sessions s \
+         JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?",
+    )
+    .bind(token_hash)
+    .bind(micros(now))
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(read::session).transpose()
+}
+
+pub(crate) async fn delete_session(pool: &SqlitePool, token_hash: &str) -> StoreResult<()> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+        .bind(token_hash)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn create_api_token(
+    pool: &SqlitePool,
+    token: &NewApiToken,
+) -> StoreResult<ApiTokenRecord> {
+    let row = sqlx::query(
+        "INSERT INTO api_tokens (name, token_hash, role, created_at) VALUES (?, ?, ?, ?) RETURNING *",
+    )
+    .bind(&token.name)
+    .bind(&token.token_hash)
+    .bind(token.role.as_str())
+    .bind(micros(token.now))
+    .fetch_one(pool)
+    .await
+    .map_err(|e| taken(e, format!("an API token `{}` already exists", token.name)))?;
+    read::api_token(&row)
+}
+
+pub(crate) async fn list_api_tokens(pool: &SqlitePool) -> StoreResult<Vec<ApiTokenRecord>> {
+    let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY name")
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(read::api_token).collect()
+}
+
+pub(crate) async fn get_api_token(
+    pool: &SqlitePool,
+    token_hash: &str,
+) -> StoreResult<Option<ApiTokenRecord>> {
+    let row = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ?")
+        .bind(token_hash)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(read::api_token).transpose()
+}
+
+pub(crate) async fn record_event(pool: &SqlitePool, event: &NewEvent) -> StoreResult<EventRecord> {
+    let row = sqlx::query(
+        "INSERT INTO events (at, actor, action, target, details) VALUES (?, ?, ?, ?, ?) RETURNING *",
+    )
+    .bind(micros(event.now))
+    .bind(&event.actor)
+    .bind(&event.action)
+    .bind(&event.target)
+    .bind(event.details.to_string())
+    .fetch_one(pool)
+    .await?;
+    read::event(&row)
+}
+
+pub(crate) async fn list_events(
+    pool: &SqlitePool,
+    filter: &EventFilter,
+) -> StoreResult<Vec<EventRecord>> {
+    let rows = sqlx::query("SELECT * FROM events WHERE id < ? ORDER BY id DESC LIMIT ?")
+        .bind(filter.before_id.unwrap_or(i64::MAX))
+        .bind(i64::from(filter.limit))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(read::event).collect()
+}

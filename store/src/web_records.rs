@@ -1,0 +1,192 @@
+//! The web's rows: users and their roles, login sessions, API tokens and audit events.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::read::Columns;
+use crate::{StoreError, StoreResult};
+
+/// What a user or API token may do; each role can do everything the ones before it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads every page and endpoint.
+    Viewer,
+    /// Also triggers, pauses, cancels.
+    Operator,
+    /// Also manages users and tokens.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// True when this role includes everything `needed` may do.
+    pub fn allows(self, needed: Role) -> bool {
+        self >= needed
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == text)
+            .ok_or_else(|| format!("unknown role `{text}` (expected viewer, operator or admin)"))
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    /// A PHC string (argon2id), never the password.
+    pub password_hash: String,
+    pub role: Role,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserRecord {
+    pub id: i64,
+    pub username: String,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A login: the cookie's token is only stored hashed.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub token_hash: String,
+    pub user_id: i64,
+    /// Put in every form of the session and checked on every POST.
+    pub csrf_token: String,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A live session with its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub user_id: i64,
+    pub username: String,
+    pub role: Role,
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiToken {
+    pub name: String,
+    pub token_hash: String,
+    pub role: Role,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiTokenRecord {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One action someone took, for the audit log.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// `user:NAME`, `token:NAME` or `cli:USER`.
+    pub actor: String,
+    /// `trigger`, `pause`, `unpause`, `cancel_run`, …
+    pub action: String,
+    /// What was acted on: a DAG id, or `DAG/RUN`.
+    pub target: String,
+    pub details: Value,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRecord {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub details: Value,
+}
+
+/// Newest first; `before_id` continues a page.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// A unique-key violation becomes `Conflict` with `message`; anything else stays itself.
+pub(crate) fn taken(error: sqlx::Error, message: String) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message),
+        _ => StoreError::Database(error),
+    }
+}
+
+pub(crate) fn user(row: &impl Columns) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        id: row.int("id")?,
+        username: row.text("username")?,
+        password_hash: row.text("password_hash")?,
+        role: row.parse("users", "role")?,
+        created_at: row.time("users", "created_at")?,
+    })
+}
+
+/// From `sessions JOIN users`.
+pub(crate) fn session(row: &impl Columns) -> StoreResult<SessionRecord> {
+    Ok(SessionRecord {
+        user_id: row.int("user_id")?,
+        username: row.text("username")?,
+        role: row.parse("users", "role")?,
+        csrf_token: row.text("csrf_token")?,
+        expires_at: row.time("sessions", "expires_at")?,
+    })
+}
+
+pub(crate) fn api_token(row: &impl Columns) -> StoreResult<ApiTokenRecord> {
+    Ok(ApiTokenRecord {
+        id: row.int("id")?,
+        name: row.text("name")?,
+        role: row.parse("api_tokens", "role")?,
+        created_at: row.time("api_tokens", "created_at")?,
+    })
+}
+
+pub(crate) fn event(row: &impl Columns) -> StoreResult<EventRecord> {
+    Ok(EventRecord {
+        id: row.int("id")?,
+        at: row.time("events", "at")?,
+        actor: row.text("actor")?,
+        action: row.text("action")?,
+        target: row.text("target")?,
+        details: row.json_value("events", "details")?,
+    })
+}
