@@ -44,6 +44,9 @@ enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Db(commands::db::DbCommand),
+    /// Users of the web UI and their roles.
+    #[command(subcommand)]
+    Users(commands::users::UsersCommand),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
             Command::Standalone(ref args) => commands::standalone::run(&cli, args).await,
             Command::Dags(ref command) => commands::dags::run(&cli, command).await,
             Command::Db(ref command) => commands::db::run(&cli, command).await,
+            Command::Users(ref command) => commands::users::run(&cli, command).await,
         }
     });
     match result {

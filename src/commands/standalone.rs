@@ -79,6 +79,11 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         sluice_store::redact_url(&cli.database_url)
     );
     tracing::info!(%address, "listening");
+    if store.list_users().await?.is_empty() {
+        eprintln!(
+            "sluice standalone: no users yet: create the first admin with `sluice users create admin --role admin`, then log in"
+        );
+    }
 
     wait_for_signal().await;
     eprintln!("sluice standalone: stopping (waiting for running tasks)");

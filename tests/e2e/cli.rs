@@ -99,3 +99,45 @@ fn a_bad_database_url_is_one_clear_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn users_create_hashes_the_password_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let create = |args: &[&str], password: &str| {
+        let mut all = vec!["users", "create"];
+        all.extend_from_slice(args);
+        crate::support::sluice_with_stdin(dir.path(), &all, password)
+    };
+
+    let output = create(
+        &["admin", "--role", "admin", "--password-stdin"],
+        "s3cret-enough\n",
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("created admin user admin"));
+
+    let again = create(&["admin", "--role", "viewer"], "another-password\n");
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again.stderr));
+    assert!(text(&again.stderr).contains("already exists"));
+    let short = create(&["bob", "--role", "viewer"], "short\n");
+    assert_eq!(short.status.code(), Some(2));
+    assert!(text(&short.stderr).contains("at least 8 characters"));
+    let role = create(&["bob", "--role", "root"], "long-enough-1\n");
+    assert_eq!(role.status.code(), Some(2));
+    assert!(
+        text(&role.stderr).contains("unknown role `root`"),
+        "{}",
+        text(&role.stderr)
+    );
+    let name = create(&["<b>", "--role", "viewer"], "long-enough-1\n");
+    assert_eq!(name.status.code(), Some(2));
+
+    let list = sluice(dir.path(), &["users", "list"]);
+    let stdout = text(&list.stdout);
+    assert!(
+        stdout.contains("admin") && stdout.contains("admin "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+    assert!(!stdout.contains("bob"), "{stdout}");
+}

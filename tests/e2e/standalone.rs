@@ -106,8 +106,58 @@ async fn retried_task_keeps_every_attempt_and_log(app: TestApp) {
         .collect();
     assert_eq!(states, vec![TaskState::Success, TaskState::Success]);
 
-    // the web page shows the run with both tries
-    let page = reqwest::get(format!("{}/", app.base_url))
+    // the web UI asks for a login; the first admin is made with the CLI
+    let anonymous = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client");
+    let refused = anonymous
+        .get(format!("{}/", app.base_url))
+        .send()
+        .await
+        .expect("fetching the DAG list");
+    assert_eq!(
+        refused.status(),
+        303,
+        "anonymous visitors go to the login page"
+    );
+    assert!(
+        app.stderr()
+            .contains("sluice users create admin --role admin"),
+        "standalone says how to make the first user: {}",
+        app.stderr()
+    );
+    let created = app.cli_with_stdin(
+        &[
+            "users",
+            "create",
+            "admin",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        "correct horse battery\n",
+    );
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let login = anonymous
+        .post(format!("{}/login", app.base_url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=admin&password=correct+horse+battery&next=%2F")
+        .send()
+        .await
+        .expect("logging in");
+    assert_eq!(login.status(), 303);
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let page = anonymous
+        .get(format!("{}/", app.base_url))
+        .header("cookie", cookie)
+        .send()
         .await
         .expect("fetching the DAG list");
     assert_eq!(page.status(), 200);

@@ -94,6 +94,31 @@ impl TestApp {
             .expect("running the sluice CLI")
     }
 
+    /// Runs a CLI command with `stdin` as its standard input.
+    pub fn cli_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write as _;
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("SLUICE_DATABASE_URL", &self.database_url)
+            .env("SLUICE_DAGS_FOLDER", self.dags_folder())
+            .env("SLUICE_LOG", "warn")
+            .current_dir(self.dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("running the sluice CLI");
+        child
+            .stdin
+            .take()
+            .expect("a piped stdin")
+            .write_all(stdin.as_bytes())
+            .expect("writing stdin");
+        child
+            .wait_with_output()
+            .expect("waiting for the sluice CLI")
+    }
+
     /// Runs `dags trigger` once the scheduler has loaded the DAG (it answers 2 before that).
     pub fn trigger_when_loaded(&self, args: &[&str]) -> Output {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -135,4 +160,29 @@ pub fn sluice(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .output()
         .expect("running the sluice CLI")
+}
+
+/// `sluice` in a folder, without an app, with `stdin` as its standard input.
+pub fn sluice_with_stdin(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("SLUICE_LOG", "warn")
+        .env_remove("SLUICE_DATABASE_URL")
+        .env_remove("SLUICE_DAGS_FOLDER")
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running the sluice CLI");
+    child
+        .stdin
+        .take()
+        .expect("a piped stdin")
+        .write_all(stdin.as_bytes())
+        .expect("writing stdin");
+    child
+        .wait_with_output()
+        .expect("waiting for the sluice CLI")
 }

@@ -1,8 +1,11 @@
-//! The web UI: read-only, server-rendered pages over the store (DAGs, runs, attempts, logs).
+//! The web UI: server-rendered pages over the store (DAGs, runs, attempts, logs), behind a
+//! login, and the actions operators take from them.
 #![forbid(unsafe_code)]
 
+mod auth;
 mod error;
 mod format;
+mod login;
 mod pages;
 mod paths;
 mod views;
@@ -12,25 +15,40 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::header;
-use axum::routing::get;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
 use sluice_store::Store;
 use tokio::net::TcpListener;
+
+pub use auth::{hash_password, new_api_token, token_hash};
 
 /// What every handler shares: the store the pages read from.
 #[derive(Clone)]
 pub struct AppState {
     store: Arc<dyn Store>,
+    /// Adds `Secure` to the session cookie: set it when the UI is served over HTTPS.
+    secure_cookies: bool,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        AppState { store }
+        AppState {
+            store,
+            secure_cookies: false,
+        }
+    }
+
+    /// Session cookies only travel over HTTPS (behind a TLS-terminating proxy).
+    pub fn with_secure_cookies(mut self) -> Self {
+        self.secure_cookies = true;
+        self
     }
 }
 
-/// The router with every page, the stylesheet and the health check.
+/// The router: the pages (behind a login), the login page, the stylesheet and the health
+/// check.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let pages = Router::new()
         .route("/", get(pages::dags))
         .route("/dags/{dag_id}", get(pages::dag))
         .route("/dags/{dag_id}/runs/{run_id}", get(pages::run))
@@ -38,6 +56,11 @@ pub fn app(state: AppState) -> Router {
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/attempts/{try_number}/log",
             get(pages::attempt_log),
         )
+        .route("/logout", post(login::logout))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_session));
+    Router::new()
+        .merge(pages)
+        .route("/login", get(login::form).post(login::submit))
         .route("/healthz", get(pages::healthz))
         .route("/static/style.css", get(stylesheet))
         .fallback(pages::not_found)

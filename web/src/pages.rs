@@ -7,25 +7,37 @@ use serde::Deserialize;
 use sluice_store::UNMAPPED;
 
 use crate::AppState;
+use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::views::{self, DagPage, DagsPage, LogPage, LogRequest, RunPage};
 
-pub(crate) async fn dags(State(state): State<AppState>) -> Result<DagsPage, AppError> {
-    views::dags_page(state.store.as_ref(), Utc::now()).await
+pub(crate) async fn dags(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<DagsPage, AppError> {
+    let mut page = views::dags_page(state.store.as_ref(), Utc::now()).await?;
+    page.user = Some(user);
+    Ok(page)
 }
 
 pub(crate) async fn dag(
     State(state): State<AppState>,
+    user: CurrentUser,
     Path(dag_id): Path<String>,
 ) -> Result<DagPage, AppError> {
-    views::dag_page(state.store.as_ref(), &dag_id, Utc::now()).await
+    let mut page = views::dag_page(state.store.as_ref(), &dag_id, Utc::now()).await?;
+    page.user = Some(user);
+    Ok(page)
 }
 
 pub(crate) async fn run(
     State(state): State<AppState>,
+    user: CurrentUser,
     Path((dag_id, run_id)): Path<(String, String)>,
 ) -> Result<RunPage, AppError> {
-    views::run_page(state.store.as_ref(), &dag_id, &run_id, Utc::now()).await
+    let mut page = views::run_page(state.store.as_ref(), &dag_id, &run_id, Utc::now()).await?;
+    page.user = Some(user);
+    Ok(page)
 }
 
 #[derive(Deserialize)]
@@ -35,6 +47,7 @@ pub(crate) struct LogQuery {
 
 pub(crate) async fn attempt_log(
     State(state): State<AppState>,
+    user: CurrentUser,
     Path((dag_id, run_id, task_id, try_number)): Path<(String, String, String, String)>,
     Query(query): Query<LogQuery>,
 ) -> Result<LogPage, AppError> {
@@ -53,7 +66,9 @@ pub(crate) async fn attempt_log(
         map_index,
         try_number,
     };
-    views::attempt_log_page(state.store.as_ref(), &request, Utc::now()).await
+    let mut page = views::attempt_log_page(state.store.as_ref(), &request, Utc::now()).await?;
+    page.user = Some(user);
+    Ok(page)
 }
 
 /// 200 `ok` while the store answers a read, 503 otherwise (for load balancers and probes).

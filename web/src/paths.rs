@@ -11,12 +11,35 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'~');
 
+/// The login page; `next` is where to return afterwards.
+pub(crate) fn login(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path != "/" => format!("/login?next={}", segment(path)),
+        _ => "/login".to_owned(),
+    }
+}
+
 pub(crate) fn dag(dag_id: &str) -> String {
     format!("/dags/{}", segment(dag_id))
 }
 
 pub(crate) fn run(dag_id: &str, run_id: &str) -> String {
     format!("{}/runs/{}", dag(dag_id), segment(run_id))
+}
+
+/// The trigger form (GET) and its target (POST).
+pub(crate) fn trigger(dag_id: &str) -> String {
+    format!("{}/trigger", dag(dag_id))
+}
+
+/// POST: pause or unpause (the form says which).
+pub(crate) fn pause(dag_id: &str) -> String {
+    format!("{}/pause", dag(dag_id))
+}
+
+/// POST: cancel an unfinished run.
+pub(crate) fn cancel_run(dag_id: &str, run_id: &str) -> String {
+    format!("{}/cancel", run(dag_id, run_id))
 }
 
 /// One try of one task instance; a mapped instance adds `?map_index=N`.

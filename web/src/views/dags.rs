@@ -7,6 +7,7 @@ use sluice_core::Schedule;
 use sluice_store::{DagRecord, ImportErrorRecord, RunFilter, Store};
 
 use super::RunRow;
+use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::format::time;
 use crate::paths;
@@ -20,6 +21,7 @@ const RUN_HISTORY: u32 = 100;
 #[template(path = "dags.html")]
 pub(crate) struct DagsPage {
     refresh: bool,
+    pub(crate) user: Option<CurrentUser>,
     import_errors: Vec<ImportErrorRecord>,
     dags: Vec<DagListRow>,
 }
@@ -28,6 +30,7 @@ pub(crate) struct DagsPage {
 #[template(path = "dag.html")]
 pub(crate) struct DagPage {
     refresh: bool,
+    pub(crate) user: Option<CurrentUser>,
     dag: DagSummary,
     runs: Vec<RunRow>,
     /// The history was cut at `RUN_HISTORY` runs.
@@ -47,6 +50,7 @@ pub(crate) async fn dags_page(store: &dyn Store, now: DateTime<Utc>) -> Result<D
         });
     }
     Ok(DagsPage {
+        user: None,
         refresh: rows
             .iter()
             .any(|row| row.recent_runs.iter().any(|run| run.unfinished)),
@@ -66,6 +70,7 @@ pub(crate) async fn dag_page(
     let runs = store.list_runs(&runs_of(dag_id, RUN_HISTORY)).await?;
     let rows: Vec<RunRow> = runs.iter().map(|run| RunRow::new(run, now)).collect();
     Ok(DagPage {
+        user: None,
         refresh: rows.iter().any(|run| run.unfinished),
         truncated: rows.len() >= RUN_HISTORY as usize,
         dag: DagSummary::new(&dag),

@@ -7,6 +7,7 @@ use sluice_core::AttemptState;
 use sluice_store::{AttemptRecord, RunRecord, Store, TaskInstanceRecord, UNMAPPED};
 
 use super::{RunRow, find_run};
+use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::format::{NONE, elapsed, optional_time, time};
 use crate::paths::{self, AttemptAddress};
@@ -15,6 +16,7 @@ use crate::paths::{self, AttemptAddress};
 #[template(path = "run.html")]
 pub(crate) struct RunPage {
     refresh: bool,
+    pub(crate) user: Option<CurrentUser>,
     dag_id: String,
     dag_href: String,
     run: RunRow,
@@ -29,6 +31,7 @@ pub(crate) struct RunPage {
 #[template(path = "log.html")]
 pub(crate) struct LogPage {
     refresh: bool,
+    pub(crate) user: Option<CurrentUser>,
     dag_id: String,
     dag_href: String,
     run_id: String,
@@ -64,6 +67,7 @@ pub(crate) async fn run_page(
         .map(|instance| TaskRow::new(&run, instance, &attempts, now))
         .collect();
     Ok(RunPage {
+        user: None,
         refresh: !run.state.is_terminal(),
         dag_id: run.dag_id.clone(),
         dag_href: paths::dag(&run.dag_id),
@@ -112,6 +116,7 @@ pub(crate) async fn attempt_log_page(
         .map(|chunk| chunk.content)
         .collect();
     Ok(LogPage {
+        user: None,
         refresh: attempt.state == AttemptState::Running,
         dag_id: run.dag_id.clone(),
         dag_href: paths::dag(&run.dag_id),

@@ -1,10 +1,14 @@
-//! A store whose database is unreachable: every call fails, as during an outage.
+//! A store whose database is unreachable: every call fails, as during an outage, except the
+//! session check, so the pages behind the login are reached.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sluice_store::*;
+
+/// The session cookie `DownStore` accepts.
+pub const SESSION: &str = "outage-session";
 
 /// The secret-looking detail a failure carries; it must never reach a page.
 pub const DETAIL: &str = "connection to postgres://sluice:hunter2@db.internal refused";
@@ -139,5 +143,61 @@ impl Store for DownStore {
 
     fn wakeups(&self) -> Wakeups {
         Wakeups::default()
+    }
+
+    async fn create_user(&self, _user: &NewUser) -> StoreResult<UserRecord> {
+        Err(down())
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        Err(down())
+    }
+
+    async fn get_user(&self, _username: &str) -> StoreResult<Option<UserRecord>> {
+        Err(down())
+    }
+
+    async fn create_session(&self, _session: &NewSession) -> StoreResult<()> {
+        Err(down())
+    }
+
+    async fn get_session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<SessionRecord>> {
+        Ok(
+            (token_hash == sluice_web::token_hash(SESSION)).then(|| SessionRecord {
+                user_id: 1,
+                username: "ada".to_owned(),
+                role: Role::Admin,
+                csrf_token: "csrf".to_owned(),
+                expires_at: now + chrono::TimeDelta::hours(1),
+            }),
+        )
+    }
+
+    async fn delete_session(&self, _token_hash: &str) -> StoreResult<()> {
+        Err(down())
+    }
+
+    async fn create_api_token(&self, _token: &NewApiToken) -> StoreResult<ApiTokenRecord> {
+        Err(down())
+    }
+
+    async fn list_api_tokens(&self) -> StoreResult<Vec<ApiTokenRecord>> {
+        Err(down())
+    }
+
+    async fn get_api_token(&self, _token_hash: &str) -> StoreResult<Option<ApiTokenRecord>> {
+        Err(down())
+    }
+
+    async fn record_event(&self, _event: &NewEvent) -> StoreResult<EventRecord> {
+        Err(down())
+    }
+
+    async fn list_events(&self, _filter: &EventFilter) -> StoreResult<Vec<EventRecord>> {
+        Err(down())
     }
 }

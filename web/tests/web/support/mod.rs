@@ -3,34 +3,70 @@
 pub mod down;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode, header};
 use chrono::{DateTime, TimeDelta, Utc};
 use sluice_core::spec::RetryPolicy;
 use sluice_core::{DataInterval, RunType, TriggerRule};
 use sluice_store::{
     AttemptOutcome, Claim, ClaimedAttempt, DagSnapshot, DagSync, FinishAttempt, ImportErrorRecord,
-    NewRun, NewTaskInstance, Store, UNMAPPED,
+    NewRun, NewTaskInstance, NewUser, Role, Store, UNMAPPED,
 };
 use tower::ServiceExt;
 
 pub struct TestApp {
     pub store: Arc<dyn Store>,
     router: Router,
+    /// The session cookie's value and the session's CSRF token, once logged in.
+    session: Mutex<Option<(String, String)>>,
     _dir: tempfile::TempDir,
 }
 
 pub struct Page {
     pub status: StatusCode,
+    pub headers: HeaderMap,
     pub body: String,
 }
 
+impl Page {
+    /// Where a redirect points.
+    pub fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// Every test user's password.
+pub const PASSWORD: &str = "correct horse battery";
+
 impl TestApp {
+    /// A fresh store, logged in as `vic`, a viewer.
     pub async fn spawn() -> TestApp {
+        TestApp::spawn_as(Role::Viewer).await
+    }
+
+    /// A fresh store, logged in as a user with `role` (`vic`, `olga` or `ada`).
+    pub async fn spawn_as(role: Role) -> TestApp {
+        let app = TestApp::anonymous().await;
+        let username = match role {
+            Role::Viewer => "vic",
+            Role::Operator => "olga",
+            Role::Admin => "ada",
+        };
+        app.create_user(username, role).await;
+        let answer = app.login(username, PASSWORD).await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+        app
+    }
+
+    /// A fresh store and nobody logged in.
+    pub async fn anonymous() -> TestApp {
         let dir = tempfile::tempdir().expect("creating a temp dir");
         let url = format!("sqlite://{}/t.db", dir.path().display());
         let store = sluice_store::connect(&url)
@@ -44,14 +80,102 @@ impl TestApp {
         TestApp {
             store,
             router,
+            session: Mutex::new(None),
             _dir: dir,
         }
     }
 
+    pub async fn create_user(&self, username: &str, role: Role) {
+        self.store
+            .create_user(&NewUser {
+                username: username.to_owned(),
+                password_hash: sluice_web::hash_password(PASSWORD).expect("hashing"),
+                role,
+                now: at(0),
+            })
+            .await
+            .expect("creating a user");
+    }
+
+    /// Posts the login form; on success the session is kept for the next requests.
+    pub async fn login(&self, username: &str, password: &str) -> Page {
+        let form = [
+            ("username", username),
+            ("password", password),
+            ("next", "/"),
+        ];
+        let answer = self.send(form_request("/login", &form, None)).await;
+        let cookie = answer
+            .headers
+            .get(header::SET_COOKIE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .and_then(|pair| pair.strip_prefix("sluice_session="))
+            .map(str::to_owned);
+        if let Some(cookie) = cookie {
+            self.set_session(&cookie, "");
+            let html = self.page("/").await;
+            let csrf = html
+                .split("name=\"csrf\" value=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .expect("every page carries the CSRF token")
+                .to_owned();
+            self.set_session(&cookie, &csrf);
+        }
+        answer
+    }
+
+    /// Posts a form as is: no session cookie, no CSRF token.
+    pub async fn send_form(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        self.send(form_request(path, fields, None)).await
+    }
+
+    /// Uses this session cookie and CSRF token from now on.
+    pub fn set_session(&self, cookie: &str, csrf: &str) {
+        *self.session.lock().expect("not poisoned") = Some((cookie.to_owned(), csrf.to_owned()));
+    }
+
+    pub fn csrf(&self) -> String {
+        self.session
+            .lock()
+            .expect("not poisoned")
+            .as_ref()
+            .map(|(_, csrf)| csrf.clone())
+            .unwrap_or_default()
+    }
+
+    fn cookie(&self) -> Option<String> {
+        self.session
+            .lock()
+            .expect("not poisoned")
+            .as_ref()
+            .map(|(cookie, _)| cookie.clone())
+    }
+
     pub async fn get(&self, path: &str) -> Page {
-        let request = Request::get(path)
-            .body(Body::empty())
-            .expect("a valid request");
+        let mut request = Request::get(path);
+        if let Some(cookie) = self.cookie() {
+            request = request.header(header::COOKIE, format!("sluice_session={cookie}"));
+        }
+        self.send(request.body(Body::empty()).expect("a valid request"))
+            .await
+    }
+
+    /// Posts a form with this session's CSRF token added.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let csrf = self.csrf();
+        let mut with_token = fields.to_vec();
+        with_token.push(("csrf", &csrf));
+        self.post_without_csrf(path, &with_token).await
+    }
+
+    pub async fn post_without_csrf(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        self.send(form_request(path, fields, self.cookie().as_deref()))
+            .await
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Page {
         let response = self
             .router
             .clone()
@@ -59,11 +183,13 @@ impl TestApp {
             .await
             .expect("the router is infallible");
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .expect("reading the body");
         Page {
             status,
+            headers,
             body: String::from_utf8(bytes.to_vec()).expect("a UTF-8 body"),
         }
     }
@@ -74,6 +200,16 @@ impl TestApp {
         assert_eq!(page.status, StatusCode::OK, "GET {path}:\n{}", page.body);
         page.body
     }
+}
+
+fn form_request(path: &str, fields: &[(&str, &str)], cookie: Option<&str>) -> Request<Body> {
+    let body = serde_urlencoded::to_string(fields).expect("a form encodes");
+    let mut request =
+        Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, format!("sluice_session={cookie}"));
+    }
+    request.body(Body::from(body)).expect("a valid request")
 }
 
 /// 2026-11-25 07:52:10Z plus `seconds`.

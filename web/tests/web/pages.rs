@@ -1,13 +1,11 @@
 //! The pages as a user sees them: a real SQLite store, seeded through the `Store` trait.
 
-mod support;
-
-use axum::http::StatusCode;
-use sluice_store::{AttemptOutcome, ImportErrorRecord};
-use support::{
+use crate::support::{
     Ending, SUCCEEDED, TestApp, at, claim, claim_one, dag, finish, links_containing, log,
     start_run, sync, task,
 };
+use axum::http::StatusCode;
+use sluice_store::{AttemptOutcome, ImportErrorRecord};
 
 const BROKEN: &str = "dags/broken.yaml:3:5: unknown key `shedule` (did you mean `schedule`?)";
 
@@ -253,9 +251,10 @@ async fn healthz_says_ok_while_the_store_answers() {
 #[tokio::test]
 async fn a_store_outage_is_a_generic_500_and_a_503_health_check() {
     let app = TestApp::with_store(
-        std::sync::Arc::new(support::down::DownStore),
+        std::sync::Arc::new(crate::support::down::DownStore),
         tempfile::tempdir().expect("creating a temp dir"),
     );
+    app.set_session(crate::support::down::SESSION, "csrf");
 
     for path in [
         "/",
@@ -267,7 +266,7 @@ async fn a_store_outage_is_a_generic_500_and_a_503_health_check() {
         assert_eq!(page.status, StatusCode::INTERNAL_SERVER_ERROR, "GET {path}");
         assert!(page.body.contains("server log"), "{}", page.body);
         assert!(
-            !page.body.contains(support::down::DETAIL),
+            !page.body.contains(crate::support::down::DETAIL),
             "details leak: {}",
             page.body
         );
