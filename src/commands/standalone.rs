@@ -32,6 +32,10 @@ pub struct Args {
         default_value = "default"
     )]
     queues: Vec<String>,
+    /// Mark the session cookie `Secure`: set it when the UI is reached over HTTPS (a
+    /// TLS-terminating proxy in front).
+    #[arg(long, env = "SLUICE_SECURE_COOKIES")]
+    secure_cookies: bool,
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
@@ -66,13 +70,13 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let scheduler_task = tokio::spawn(scheduler.run(shutdown.clone()));
     let worker_task = tokio::spawn(worker.run(shutdown.clone()));
     let mut web_shutdown = shutdown.clone();
-    let web_task = tokio::spawn(sluice_web::serve(
-        listener,
-        sluice_web::AppState::new(store.clone()),
-        async move {
-            let _ = web_shutdown.wait_for(|stop| *stop).await;
-        },
-    ));
+    let mut web_state = sluice_web::AppState::new(store.clone());
+    if args.secure_cookies {
+        web_state = web_state.with_secure_cookies();
+    }
+    let web_task = tokio::spawn(sluice_web::serve(listener, web_state, async move {
+        let _ = web_shutdown.wait_for(|stop| *stop).await;
+    }));
     eprintln!(
         "sluice standalone: web UI on http://{address}/ · DAGs from {} · database {}",
         cli.dags_folder.display(),

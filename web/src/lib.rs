@@ -2,6 +2,7 @@
 //! login, and the actions operators take from them.
 #![forbid(unsafe_code)]
 
+mod actions;
 mod auth;
 mod error;
 mod format;
@@ -56,6 +57,13 @@ pub fn app(state: AppState) -> Router {
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/attempts/{try_number}/log",
             get(pages::attempt_log),
         )
+        .route(
+            "/dags/{dag_id}/trigger",
+            get(actions::trigger_form).post(actions::trigger),
+        )
+        .route("/dags/{dag_id}/pause", post(actions::pause))
+        .route("/dags/{dag_id}/runs/{run_id}/cancel", post(actions::cancel))
+        .route("/events", get(pages::events))
         .route("/logout", post(login::logout))
         .route_layer(from_fn_with_state(state.clone(), auth::require_session));
     Router::new()

@@ -9,7 +9,7 @@ use sluice_store::UNMAPPED;
 use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
-use crate::views::{self, DagPage, DagsPage, LogPage, LogRequest, RunPage};
+use crate::views::{self, DagPage, DagsPage, EventsPage, LogPage, LogRequest, RunPage};
 
 pub(crate) async fn dags(
     State(state): State<AppState>,
@@ -67,6 +67,21 @@ pub(crate) async fn attempt_log(
         try_number,
     };
     let mut page = views::attempt_log_page(state.store.as_ref(), &request, Utc::now()).await?;
+    page.user = Some(user);
+    Ok(page)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct EventsQuery {
+    before: Option<i64>,
+}
+
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(query): Query<EventsQuery>,
+) -> Result<EventsPage, AppError> {
+    let mut page = views::events_page(state.store.as_ref(), query.before).await?;
     page.user = Some(user);
     Ok(page)
 }

@@ -95,6 +95,8 @@ struct DagListRow {
 struct DagSummary {
     dag_id: String,
     href: String,
+    trigger_href: String,
+    pause_href: String,
     description: Option<String>,
     fileloc: String,
     schedule: ScheduleView,
@@ -111,6 +113,8 @@ impl DagSummary {
         DagSummary {
             dag_id: dag.dag_id.clone(),
             href: paths::dag(&dag.dag_id),
+            trigger_href: paths::trigger(&dag.dag_id),
+            pause_href: paths::pause(&dag.dag_id),
             description: dag
                 .description
                 .clone()

@@ -1,12 +1,14 @@
 //! Page models: what each template shows, built from store records as text ready to print.
 
 mod dags;
+mod events;
 mod runs;
 
 use chrono::{DateTime, Utc};
 use sluice_store::{RunRecord, Store};
 
 pub(crate) use dags::{DagPage, DagsPage, dag_page, dags_page};
+pub(crate) use events::{EventsPage, events_page};
 pub(crate) use runs::{LogPage, LogRequest, RunPage, attempt_log_page, run_page};
 
 use crate::error::AppError;
@@ -52,7 +54,11 @@ impl RunRow {
     }
 }
 
-async fn find_run(store: &dyn Store, dag_id: &str, run_id: &str) -> Result<RunRecord, AppError> {
+pub(crate) async fn find_run(
+    store: &dyn Store,
+    dag_id: &str,
+    run_id: &str,
+) -> Result<RunRecord, AppError> {
     store
         .get_run(dag_id, run_id)
         .await?

@@ -19,6 +19,7 @@ pub(crate) struct RunPage {
     pub(crate) user: Option<CurrentUser>,
     dag_id: String,
     dag_href: String,
+    cancel_href: String,
     run: RunRow,
     triggered_by: String,
     queued_at: String,
@@ -71,6 +72,7 @@ pub(crate) async fn run_page(
         refresh: !run.state.is_terminal(),
         dag_id: run.dag_id.clone(),
         dag_href: paths::dag(&run.dag_id),
+        cancel_href: paths::cancel_run(&run.dag_id, &run.run_id),
         triggered_by: run.triggered_by.clone(),
         queued_at: time(run.queued_at),
         params: run

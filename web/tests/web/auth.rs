@@ -11,7 +11,7 @@ async fn anonymous_visitors_are_sent_to_the_login_page_and_back() {
     app.create_user("vic", Role::Viewer).await;
     sync(app.store.as_ref(), vec![dag("etl", None)], Vec::new()).await;
 
-    for path in ["/", "/dags/etl", "/dags/etl/runs/r"] {
+    for path in ["/", "/dags/etl", "/dags/etl/runs/r", "/events"] {
         let answer = app.get(path).await;
         assert_eq!(answer.status, StatusCode::SEE_OTHER, "GET {path}");
         assert!(answer.location().starts_with("/login"), "GET {path}");

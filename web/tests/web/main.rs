@@ -1,6 +1,7 @@
 //! The web crate's tests as a user sees the app: a real SQLite store behind the router, seeded
 //! through the `Store` trait. One test binary, so the app is linked once.
 
+mod actions;
 mod auth;
 mod pages;
 mod support;

@@ -1,0 +1,295 @@
+//! What operators do from the pages: trigger a DAG with params, pause or unpause it, cancel a
+//! run. Each action checks the role, does one store call, and is recorded in the audit log.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sluice_core::{Dag, parse_dag};
+use sluice_scheduler::SchedulerError;
+use sluice_store::{NewEvent, Paused, Role, RunRecord, Store};
+
+use crate::AppState;
+use crate::auth::{CurrentUser, safe_next};
+use crate::error::AppError;
+use crate::paths;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "trigger.html")]
+pub(crate) struct TriggerPage {
+    refresh: bool,
+    user: Option<CurrentUser>,
+    dag_id: String,
+    dag_href: String,
+    action: String,
+    paused: bool,
+    fields: Vec<ParamField>,
+    error: Option<String>,
+}
+
+/// One of the DAG's params as a form field, holding its default or what was typed.
+struct ParamField {
+    name: String,
+    /// `param.NAME`, so a param can never collide with the form's own fields.
+    input: String,
+    value: String,
+    /// The kind of value expected: `text`, `number`, `true or false`, `JSON list`, `JSON map`.
+    kind: &'static str,
+    default: String,
+}
+
+pub(crate) async fn trigger_form(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(dag_id): Path<String>,
+) -> Result<TriggerPage, AppError> {
+    user.require(Role::Operator)?;
+    let (dag, paused) = load_dag(state.store.as_ref(), &dag_id).await?;
+    Ok(trigger_page(user, &dag, paused, &BTreeMap::new(), None))
+}
+
+/// Validates the params as `sluice dags trigger --param` does; a bad value shows the form
+/// again with the message and creates nothing.
+pub(crate) async fn trigger(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(dag_id): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, AppError> {
+    user.require(Role::Operator)?;
+    let store = state.store.as_ref();
+    let (dag, paused) = load_dag(store, &dag_id).await?;
+    let typed: BTreeMap<String, String> = fields
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.strip_prefix("param.")?.to_owned(), value)))
+        .collect();
+    let pairs: Vec<String> = typed
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    let overrides = match sluice_scheduler::parse_param_overrides(&dag, &pairs) {
+        Ok(overrides) => overrides,
+        Err(SchedulerError::BadParam(message)) => {
+            let page = trigger_page(user, &dag, paused, &typed, Some(message));
+            return Ok((StatusCode::BAD_REQUEST, page).into_response());
+        }
+        Err(error) => return Err(AppError::BadRequest(error.to_string())),
+    };
+    let run = trigger_run(store, &dag, overrides, &user).await?;
+    Ok(Redirect::to(&paths::run(&run.dag_id, &run.run_id)).into_response())
+}
+
+/// A manual run of `dag` now, as `user`, recorded in the audit log. Shared with the API.
+pub(crate) async fn trigger_run(
+    store: &dyn Store,
+    dag: &Dag,
+    params: BTreeMap<String, Value>,
+    user: &CurrentUser,
+) -> Result<RunRecord, AppError> {
+    let now = Utc::now();
+    let run = sluice_scheduler::trigger(store, dag, params.clone(), &user.actor, now)
+        .await
+        .map_err(|error| match error {
+            SchedulerError::Store(sluice_store::StoreError::Conflict(message)) => {
+                AppError::Conflict(message)
+            }
+            SchedulerError::Store(error) => AppError::Store(error),
+            other => AppError::BadRequest(other.to_string()),
+        })?;
+    record(
+        store,
+        user,
+        Audit {
+            action: "trigger",
+            target: format!("{}/{}", run.dag_id, run.run_id),
+            details: json!({ "params": params }),
+            now,
+        },
+    )
+    .await?;
+    Ok(run)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PauseForm {
+    /// `true` pauses, `false` unpauses.
+    paused: bool,
+    /// The page to return to.
+    back: Option<String>,
+}
+
+pub(crate) async fn pause(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(dag_id): Path<String>,
+    Form(form): Form<PauseForm>,
+) -> Result<Response, AppError> {
+    set_paused(state.store.as_ref(), &user, &dag_id, form.paused).await?;
+    let back = form.back.unwrap_or_else(|| paths::dag(&dag_id));
+    Ok(Redirect::to(&safe_next(Some(&back))).into_response())
+}
+
+/// Pauses or unpauses, as `user`, recorded in the audit log. Shared with the API.
+pub(crate) async fn set_paused(
+    store: &dyn Store,
+    user: &CurrentUser,
+    dag_id: &str,
+    paused: bool,
+) -> Result<(), AppError> {
+    user.require(Role::Operator)?;
+    let state = if paused {
+        Paused::Paused
+    } else {
+        Paused::Active
+    };
+    store.set_paused(dag_id, state).await?;
+    let audit = Audit {
+        action: if paused { "pause" } else { "unpause" },
+        target: dag_id.to_owned(),
+        details: json!({}),
+        now: Utc::now(),
+    };
+    record(store, user, audit).await
+}
+
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    cancel_run(state.store.as_ref(), &user, &dag_id, &run_id).await?;
+    Ok(Redirect::to(&paths::run(&dag_id, &run_id)).into_response())
+}
+
+/// Cancels an unfinished run, as `user`, recorded in the audit log. Shared with the API.
+pub(crate) async fn cancel_run(
+    store: &dyn Store,
+    user: &CurrentUser,
+    dag_id: &str,
+    run_id: &str,
+) -> Result<(), AppError> {
+    user.require(Role::Operator)?;
+    let run = crate::views::find_run(store, dag_id, run_id).await?;
+    let now = Utc::now();
+    if !store.cancel_run(run.pk, now).await? {
+        return Err(AppError::Conflict(format!(
+            "run `{run_id}` of DAG `{dag_id}` has already finished ({})",
+            run.state
+        )));
+    }
+    let audit = Audit {
+        action: "cancel_run",
+        target: format!("{dag_id}/{run_id}"),
+        details: json!({ "state_before": run.state.as_str() }),
+        now,
+    };
+    record(store, user, audit).await
+}
+
+/// The DAG as the scheduler last loaded it (the stored version of its file), and whether it
+/// is paused.
+pub(crate) async fn load_dag(store: &dyn Store, dag_id: &str) -> Result<(Dag, bool), AppError> {
+    let Some(record) = store.get_dag(dag_id).await? else {
+        return Err(AppError::NotFound(format!("DAG `{dag_id}` not found")));
+    };
+    if !record.is_active {
+        return Err(AppError::Conflict(format!(
+            "DAG `{dag_id}` is no longer in the DAG folder (its file {} is gone)",
+            record.fileloc
+        )));
+    }
+    let Some(version) = store.dag_version(&record.hash).await? else {
+        return Err(AppError::Conflict(format!(
+            "version {} of DAG `{dag_id}` is missing from the database",
+            record.hash
+        )));
+    };
+    let dag = parse_dag(&version.fileloc, &version.source).map_err(|errors| {
+        AppError::Conflict(format!(
+            "the stored DAG `{dag_id}` does not parse: {}",
+            errors.first().map(ToString::to_string).unwrap_or_default()
+        ))
+    })?;
+    Ok((dag, record.is_paused))
+}
+
+/// One entry of the audit log.
+struct Audit {
+    action: &'static str,
+    target: String,
+    details: Value,
+    now: DateTime<Utc>,
+}
+
+async fn record(store: &dyn Store, user: &CurrentUser, audit: Audit) -> Result<(), AppError> {
+    tracing::info!(actor = %user.actor, action = audit.action, target = %audit.target, "action");
+    store
+        .record_event(&NewEvent {
+            actor: user.actor.clone(),
+            action: audit.action.to_owned(),
+            target: audit.target,
+            details: audit.details,
+            now: audit.now,
+        })
+        .await?;
+    Ok(())
+}
+
+fn trigger_page(
+    user: CurrentUser,
+    dag: &Dag,
+    paused: bool,
+    typed: &BTreeMap<String, String>,
+    error: Option<String>,
+) -> TriggerPage {
+    let dag_id = dag.id.to_string();
+    TriggerPage {
+        refresh: false,
+        user: Some(user),
+        dag_href: paths::dag(&dag_id),
+        action: paths::trigger(&dag_id),
+        paused,
+        fields: dag
+            .params
+            .iter()
+            .map(|(name, default)| ParamField {
+                name: name.clone(),
+                input: format!("param.{name}"),
+                value: typed
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| as_typed(default)),
+                kind: kind_of(default),
+                default: default.to_string(),
+            })
+            .collect(),
+        dag_id,
+        error,
+    }
+}
+
+/// A param's default as a person would type it: text bare, anything else as JSON.
+fn as_typed(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::String(_) | Value::Null => "text",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "true or false",
+        Value::Array(_) => "JSON list",
+        Value::Object(_) => "JSON map",
+    }
+}
