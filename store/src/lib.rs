@@ -205,4 +205,8 @@ pub trait Store: Send + Sync + 'static {
     async fn record_event(&self, event: &NewEvent) -> StoreResult<EventRecord>;
     /// Newest first.
     async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<EventRecord>>;
+    /// A page of runs, newest logical date first, continuing after `query.before`.
+    async fn list_runs_page(&self, query: &RunPageQuery) -> StoreResult<Vec<RunRecord>>;
+    /// Runs per DAG and state (only the pairs that have runs).
+    async fn run_counts(&self) -> StoreResult<Vec<RunCount>>;
 }

@@ -721,4 +721,12 @@ impl Store for SqliteStore {
     async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<EventRecord>> {
         crate::sqlite_web::list_events(&self.pool, filter).await
     }
+
+    async fn list_runs_page(&self, query: &RunPageQuery) -> StoreResult<Vec<RunRecord>> {
+        crate::sqlite_web::list_runs_page(&self.pool, query).await
+    }
+
+    async fn run_counts(&self) -> StoreResult<Vec<RunCount>> {
+        crate::sqlite_web::run_counts(&self.pool).await
+    }
 }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 
+use crate::read::run_columns;
 use crate::web_records::{self as read, taken};
 use crate::*;
 
@@ -142,4 +143,34 @@ pub(crate) async fn list_events(
         .fetch_all(pool)
         .await?;
     rows.iter().map(read::event).collect()
+}
+
+pub(crate) async fn list_runs_page(
+    pool: &SqlitePool,
+    query: &RunPageQuery,
+) -> StoreResult<Vec<RunRecord>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM dag_runs WHERE (?1 IS NULL OR dag_id = ?1) AND (?2 IS NULL OR state = ?2) \
+         AND (?3 IS NULL OR logical_date < ?3 OR (logical_date = ?3 AND pk < ?4)) \
+         ORDER BY logical_date DESC, pk DESC LIMIT ?5"
+    ))
+    .bind(&query.dag_id)
+    .bind(query.state.map(sluice_core::RunState::as_str))
+    .bind(query.before.map(|cursor| micros(cursor.logical_date)))
+    .bind(query.before.map(|cursor| cursor.pk))
+    .bind(i64::from(query.limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(crate::read::run).collect()
+}
+
+pub(crate) async fn run_counts(pool: &SqlitePool) -> StoreResult<Vec<RunCount>> {
+    let rows = sqlx::query(
+        "SELECT dag_id, state, count(*) AS n FROM dag_runs GROUP BY dag_id, state ORDER BY dag_id, state",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(read::run_count).collect()
 }

@@ -143,6 +143,40 @@ pub struct EventFilter {
 }
 
 /// A unique-key violation becomes `Conflict` with `message`; anything else stays itself.
+/// A page of runs, newest logical date first; `before` continues after the last run of the
+/// previous page.
+#[derive(Debug, Clone, Default)]
+pub struct RunPageQuery {
+    pub dag_id: Option<String>,
+    pub state: Option<sluice_core::RunState>,
+    pub before: Option<RunCursor>,
+    pub limit: u32,
+}
+
+/// Where a page of runs ended: the last run's logical date and primary key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunCursor {
+    pub logical_date: DateTime<Utc>,
+    pub pk: i64,
+}
+
+/// How many runs of a DAG are in a state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunCount {
+    pub dag_id: String,
+    pub state: sluice_core::RunState,
+    pub count: u64,
+}
+
+pub(crate) fn run_count(row: &impl Columns) -> StoreResult<RunCount> {
+    let count = row.int("n")?;
+    Ok(RunCount {
+        dag_id: row.text("dag_id")?,
+        state: row.parse("dag_runs", "state")?,
+        count: u64::try_from(count).unwrap_or(0),
+    })
+}
+
 pub(crate) fn taken(error: sqlx::Error, message: String) -> StoreError {
     match &error {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message),

@@ -133,6 +133,7 @@ suite! {
         users_are_unique_by_name_and_listed_by_name,
         sessions_expire_and_end_on_logout,
         api_tokens_are_found_by_hash_only,
-        events_are_listed_newest_first_in_pages;
+        events_are_listed_newest_first_in_pages,
+        run_pages_continue_from_a_cursor_and_filter_by_state;
     connector: ;
 }

@@ -174,3 +174,72 @@ pub async fn events_are_listed_newest_first_in_pages(store: &dyn Store) {
     let actions: Vec<&str> = rest.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["trigger"]);
 }
+
+pub async fn run_pages_continue_from_a_cursor_and_filter_by_state(store: &dyn Store) {
+    for day in 0..5 {
+        let created = store
+            .create_run_if_absent(&daily_run("sales", day, vec![task("a", &[])]))
+            .await
+            .expect("creating a run")
+            .expect("a new run");
+        if day == 1 {
+            store
+                .cancel_run(created.pk, t(10 * DAY))
+                .await
+                .expect("cancelling");
+        }
+    }
+    store
+        .create_run_if_absent(&daily_run("ads", 0, vec![task("a", &[])]))
+        .await
+        .expect("creating a run");
+    let page = |before: Option<RunCursor>, state: Option<sluice_core::RunState>| RunPageQuery {
+        dag_id: Some("sales".to_owned()),
+        state,
+        before,
+        limit: 2,
+    };
+    let days = |runs: &[RunRecord]| -> Vec<i64> {
+        runs.iter()
+            .map(|run| (run.logical_date - t(0)).num_days())
+            .collect()
+    };
+    let first = store
+        .list_runs_page(&page(None, None))
+        .await
+        .expect("page 1");
+    assert_eq!(days(&first), [4, 3]);
+    let cursor = |run: &RunRecord| RunCursor {
+        logical_date: run.logical_date,
+        pk: run.pk,
+    };
+    let second = store
+        .list_runs_page(&page(Some(cursor(&first[1])), None))
+        .await
+        .expect("page 2");
+    assert_eq!(days(&second), [2, 1]);
+    let third = store
+        .list_runs_page(&page(Some(cursor(&second[1])), None))
+        .await
+        .expect("page 3");
+    assert_eq!(days(&third), [0]);
+    let cancelled = store
+        .list_runs_page(&page(None, Some(sluice_core::RunState::Cancelled)))
+        .await
+        .expect("cancelled runs");
+    assert_eq!(days(&cancelled), [1]);
+
+    let counts = store.run_counts().await.expect("counting runs");
+    let seen: Vec<(String, &str, u64)> = counts
+        .iter()
+        .map(|c| (c.dag_id.clone(), c.state.as_str(), c.count))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("ads".to_owned(), "queued", 1),
+            ("sales".to_owned(), "cancelled", 1),
+            ("sales".to_owned(), "queued", 4),
+        ]
+    );
+}

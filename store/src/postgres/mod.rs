@@ -464,4 +464,12 @@ impl Store for PgStore {
     async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<EventRecord>> {
         web::list_events(&self.pool, filter).await
     }
+
+    async fn list_runs_page(&self, query: &RunPageQuery) -> StoreResult<Vec<RunRecord>> {
+        web::list_runs_page(&self.pool, query).await
+    }
+
+    async fn run_counts(&self) -> StoreResult<Vec<RunCount>> {
+        web::run_counts(&self.pool).await
+    }
 }

@@ -200,4 +200,12 @@ impl Store for DownStore {
     async fn list_events(&self, _filter: &EventFilter) -> StoreResult<Vec<EventRecord>> {
         Err(down())
     }
+
+    async fn list_runs_page(&self, _query: &RunPageQuery) -> StoreResult<Vec<RunRecord>> {
+        Err(down())
+    }
+
+    async fn run_counts(&self) -> StoreResult<Vec<RunCount>> {
+        Err(down())
+    }
 }
