@@ -2,6 +2,7 @@
 //! run. Each action checks the role, does one store call, and is recorded in the audit log.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -12,7 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_core::{Dag, parse_dag};
+use sluice_core::Dag;
 use sluice_scheduler::SchedulerError;
 use sluice_store::{NewEvent, Paused, Role, RunRecord, Store};
 
@@ -51,7 +52,7 @@ pub(crate) async fn trigger_form(
     Path(dag_id): Path<String>,
 ) -> Result<TriggerPage, AppError> {
     user.require(Role::Operator)?;
-    let (dag, paused) = load_dag(state.store.as_ref(), &dag_id).await?;
+    let (dag, paused) = load_dag(&state, &dag_id).await?;
     Ok(trigger_page(user, &dag, paused, &BTreeMap::new(), None))
 }
 
@@ -65,7 +66,7 @@ pub(crate) async fn trigger(
 ) -> Result<Response, AppError> {
     user.require(Role::Operator)?;
     let store = state.store.as_ref();
-    let (dag, paused) = load_dag(store, &dag_id).await?;
+    let (dag, paused) = load_dag(&state, &dag_id).await?;
     let typed: BTreeMap<String, String> = fields
         .into_iter()
         .filter_map(|(name, value)| Some((name.strip_prefix("param.")?.to_owned(), value)))
@@ -193,10 +194,10 @@ pub(crate) async fn cancel_run(
     record(store, user, audit).await
 }
 
-/// The DAG as the scheduler last loaded it (the stored version of its file), and whether it
-/// is paused.
-pub(crate) async fn load_dag(store: &dyn Store, dag_id: &str) -> Result<(Dag, bool), AppError> {
-    let Some(record) = store.get_dag(dag_id).await? else {
+/// The DAG as the scheduler last loaded it, and whether it is paused; only a DAG whose file
+/// is still in the folder can be acted on.
+pub(crate) async fn load_dag(state: &AppState, dag_id: &str) -> Result<(Arc<Dag>, bool), AppError> {
+    let Some(record) = state.store.get_dag(dag_id).await? else {
         return Err(AppError::NotFound(format!("DAG `{dag_id}` not found")));
     };
     if !record.is_active {
@@ -205,18 +206,7 @@ pub(crate) async fn load_dag(store: &dyn Store, dag_id: &str) -> Result<(Dag, bo
             record.fileloc
         )));
     }
-    let Some(version) = store.dag_version(&record.hash).await? else {
-        return Err(AppError::Conflict(format!(
-            "version {} of DAG `{dag_id}` is missing from the database",
-            record.hash
-        )));
-    };
-    let dag = parse_dag(&version.fileloc, &version.source).map_err(|errors| {
-        AppError::Conflict(format!(
-            "the stored DAG `{dag_id}` does not parse: {}",
-            errors.first().map(ToString::to_string).unwrap_or_default()
-        ))
-    })?;
+    let dag = state.dags.get(state.store.as_ref(), &record).await?;
     Ok((dag, record.is_paused))
 }
 

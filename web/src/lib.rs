@@ -4,6 +4,8 @@
 
 mod actions;
 mod auth;
+mod cursor;
+mod dag_cache;
 mod error;
 mod format;
 mod login;
@@ -27,6 +29,7 @@ pub use auth::{hash_password, new_api_token, token_hash};
 #[derive(Clone)]
 pub struct AppState {
     store: Arc<dyn Store>,
+    dags: Arc<dag_cache::DagCache>,
     /// Adds `Secure` to the session cookie: set it when the UI is served over HTTPS.
     secure_cookies: bool,
 }
@@ -35,6 +38,7 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>) -> Self {
         AppState {
             store,
+            dags: Arc::default(),
             secure_cookies: false,
         }
     }

@@ -8,24 +8,61 @@ use sluice_store::UNMAPPED;
 
 use crate::AppState;
 use crate::auth::CurrentUser;
+use crate::cursor;
 use crate::error::AppError;
-use crate::views::{self, DagPage, DagsPage, EventsPage, LogPage, LogRequest, RunPage};
+use crate::views::{
+    self, DagListFilter, DagPage, DagsPage, EventsPage, LogPage, LogRequest, RunListRequest,
+    RunPage,
+};
+
+#[derive(Deserialize)]
+pub(crate) struct DagsQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    tag: String,
+}
 
 pub(crate) async fn dags(
     State(state): State<AppState>,
     user: CurrentUser,
+    Query(query): Query<DagsQuery>,
 ) -> Result<DagsPage, AppError> {
-    let mut page = views::dags_page(state.store.as_ref(), Utc::now()).await?;
+    let filter = DagListFilter {
+        search: &query.q,
+        tag: &query.tag,
+    };
+    let mut page = views::dags_page(&state, &filter, Utc::now()).await?;
     page.user = Some(user);
     Ok(page)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DagQuery {
+    /// Only runs in this state.
+    state: Option<String>,
+    /// The cursor where the previous page ended.
+    before: Option<String>,
 }
 
 pub(crate) async fn dag(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(dag_id): Path<String>,
+    Query(query): Query<DagQuery>,
 ) -> Result<DagPage, AppError> {
-    let mut page = views::dag_page(state.store.as_ref(), &dag_id, Utc::now()).await?;
+    let request = RunListRequest {
+        state: match query.state.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(text.parse().map_err(AppError::BadRequest)?),
+        },
+        before: query
+            .before
+            .as_deref()
+            .map(cursor::decode_run)
+            .transpose()?,
+    };
+    let mut page = views::dag_page(&state, &dag_id, &request, Utc::now()).await?;
     page.user = Some(user);
     Ok(page)
 }

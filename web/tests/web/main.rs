@@ -3,5 +3,6 @@
 
 mod actions;
 mod auth;
+mod dag_pages;
 mod pages;
 mod support;
