@@ -209,4 +209,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_runs_page(&self, query: &RunPageQuery) -> StoreResult<Vec<RunRecord>>;
     /// Runs per DAG and state (only the pairs that have runs).
     async fn run_counts(&self) -> StoreResult<Vec<RunCount>>;
+    /// Task instances per state (only the states that have some).
+    async fn task_counts(&self) -> StoreResult<Vec<TaskCount>>;
+    /// The durations of every finished attempt, as a histogram.
+    async fn attempt_durations(&self) -> StoreResult<AttemptDurations>;
 }

@@ -729,4 +729,12 @@ impl Store for SqliteStore {
     async fn run_counts(&self) -> StoreResult<Vec<RunCount>> {
         crate::sqlite_web::run_counts(&self.pool).await
     }
+
+    async fn task_counts(&self) -> StoreResult<Vec<TaskCount>> {
+        crate::sqlite_web::task_counts(&self.pool).await
+    }
+
+    async fn attempt_durations(&self) -> StoreResult<AttemptDurations> {
+        crate::sqlite_web::attempt_durations(&self.pool).await
+    }
 }

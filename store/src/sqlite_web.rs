@@ -174,3 +174,26 @@ pub(crate) async fn run_counts(pool: &SqlitePool) -> StoreResult<Vec<RunCount>> 
     .await?;
     rows.iter().map(read::run_count).collect()
 }
+
+pub(crate) async fn task_counts(pool: &SqlitePool) -> StoreResult<Vec<TaskCount>> {
+    let rows = sqlx::query(
+        "SELECT state, count(*) AS n FROM task_instances GROUP BY state ORDER BY state",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(read::task_count).collect()
+}
+
+/// The buckets are `ATTEMPT_DURATION_BOUNDS`, written out so the SQL stays a literal.
+pub(crate) async fn attempt_durations(pool: &SqlitePool) -> StoreResult<AttemptDurations> {
+    let rows: Vec<(i64, i64, f64)> = sqlx::query_as(
+        "SELECT bucket, count(*) AS n, sum(seconds) AS total FROM ( \
+           SELECT (ended_at - started_at) / 1000000.0 AS seconds, \
+           CASE WHEN (ended_at - started_at) / 1000000.0 <= 0.1 THEN 0 WHEN (ended_at - started_at) / 1000000.0 <= 0.5 THEN 1 WHEN (ended_at - started_at) / 1000000.0 <= 1.0 THEN 2 WHEN (ended_at - started_at) / 1000000.0 <= 5.0 THEN 3 WHEN (ended_at - started_at) / 1000000.0 <= 10.0 THEN 4 WHEN (ended_at - started_at) / 1000000.0 <= 30.0 THEN 5 WHEN (ended_at - started_at) / 1000000.0 <= 60.0 THEN 6 WHEN (ended_at - started_at) / 1000000.0 <= 300.0 THEN 7 WHEN (ended_at - started_at) / 1000000.0 <= 900.0 THEN 8 WHEN (ended_at - started_at) / 1000000.0 <= 3600.0 THEN 9 ELSE 10 END AS bucket \
+           FROM task_attempts WHERE ended_at IS NOT NULL) AS finished \
+         GROUP BY bucket",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(read::attempt_durations(&rows))
+}

@@ -168,6 +168,50 @@ pub struct RunCount {
     pub count: u64,
 }
 
+/// How many task instances are in a state, across all runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskCount {
+    pub state: sluice_core::TaskState,
+    pub count: u64,
+}
+
+/// Upper bounds (seconds) of the attempt-duration histogram's buckets; a last bucket holds
+/// everything longer.
+pub const ATTEMPT_DURATION_BOUNDS: [f64; 10] =
+    [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
+
+/// How long finished attempts took, as a histogram.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AttemptDurations {
+    /// Attempts per bucket of `ATTEMPT_DURATION_BOUNDS` (not cumulative), plus one for longer.
+    pub buckets: [u64; 11],
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+pub(crate) fn task_count(row: &impl Columns) -> StoreResult<TaskCount> {
+    Ok(TaskCount {
+        state: row.parse("task_instances", "state")?,
+        count: u64::try_from(row.int("n")?).unwrap_or(0),
+    })
+}
+
+/// From `(bucket, attempts, total seconds)` rows, the bucket an index into
+/// `ATTEMPT_DURATION_BOUNDS` (its length for longer ones).
+pub(crate) fn attempt_durations(rows: &[(i64, i64, f64)]) -> AttemptDurations {
+    let mut durations = AttemptDurations::default();
+    for &(bucket, attempts, total) in rows {
+        let attempts = u64::try_from(attempts).unwrap_or(0);
+        let index = usize::try_from(bucket)
+            .unwrap_or(0)
+            .min(ATTEMPT_DURATION_BOUNDS.len());
+        durations.buckets[index] += attempts;
+        durations.count += attempts;
+        durations.sum_seconds += total;
+    }
+    durations
+}
+
 pub(crate) fn run_count(row: &impl Columns) -> StoreResult<RunCount> {
     let count = row.int("n")?;
     Ok(RunCount {

@@ -134,6 +134,7 @@ suite! {
         sessions_expire_and_end_on_logout,
         api_tokens_are_found_by_hash_only,
         events_are_listed_newest_first_in_pages,
-        run_pages_continue_from_a_cursor_and_filter_by_state;
+        run_pages_continue_from_a_cursor_and_filter_by_state,
+        task_counts_and_attempt_durations_cover_every_attempt;
     connector: ;
 }

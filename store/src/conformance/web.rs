@@ -243,3 +243,59 @@ pub async fn run_pages_continue_from_a_cursor_and_filter_by_state(store: &dyn St
         ]
     );
 }
+
+pub async fn task_counts_and_attempt_durations_cover_every_attempt(store: &dyn Store) {
+    let empty = store.attempt_durations().await.expect("no attempts yet");
+    assert_eq!(empty, AttemptDurations::default());
+    let run = started_run(
+        store,
+        &daily_run(
+            "sales",
+            0,
+            vec![task("a", &[]), task("b", &[]), task("c", &["a"])],
+        ),
+    )
+    .await;
+    let now = t(DAY);
+    let first = claim_one(store, now).await;
+    store
+        .finish_attempt(&finished(
+            &first,
+            AttemptOutcome::Success,
+            now + chrono::Duration::seconds(2),
+        ))
+        .await
+        .expect("finishing after 2s");
+    let second = claim_one(store, now).await;
+    store
+        .finish_attempt(&finished(
+            &second,
+            AttemptOutcome::Failed,
+            now + chrono::Duration::seconds(120),
+        ))
+        .await
+        .expect("finishing after 120s");
+
+    let durations = store.attempt_durations().await.expect("reading durations");
+    assert_eq!(durations.count, 2);
+    assert!(
+        (durations.sum_seconds - 122.0).abs() < 1e-6,
+        "{durations:?}"
+    );
+    // 2s is in the `<= 5` bucket (index 3), 120s in `<= 300` (index 7)
+    let mut expected = [0u64; 11];
+    expected[3] = 1;
+    expected[7] = 1;
+    assert_eq!(durations.buckets, expected);
+
+    let counts: Vec<(&str, u64)> = store
+        .task_counts()
+        .await
+        .expect("counting task instances")
+        .iter()
+        .map(|c| (c.state.as_str(), c.count))
+        .collect();
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 3, "{counts:?} in run {}", run.run_id);
+    assert!(counts.iter().all(|(_, n)| *n > 0), "{counts:?}");
+}

@@ -472,4 +472,12 @@ impl Store for PgStore {
     async fn run_counts(&self) -> StoreResult<Vec<RunCount>> {
         web::run_counts(&self.pool).await
     }
+
+    async fn task_counts(&self) -> StoreResult<Vec<TaskCount>> {
+        web::task_counts(&self.pool).await
+    }
+
+    async fn attempt_durations(&self) -> StoreResult<AttemptDurations> {
+        web::attempt_durations(&self.pool).await
+    }
 }

@@ -171,3 +171,26 @@ pub(crate) async fn run_counts(pool: &PgPool) -> StoreResult<Vec<RunCount>> {
     .await?;
     rows.iter().map(read::run_count).collect()
 }
+
+pub(crate) async fn task_counts(pool: &PgPool) -> StoreResult<Vec<TaskCount>> {
+    let rows = sqlx::query(
+        "SELECT state, count(*) AS n FROM task_instances GROUP BY state ORDER BY state",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(read::task_count).collect()
+}
+
+/// The buckets are `ATTEMPT_DURATION_BOUNDS`, written out so the SQL stays a literal.
+pub(crate) async fn attempt_durations(pool: &PgPool) -> StoreResult<AttemptDurations> {
+    let rows: Vec<(i64, i64, f64)> = sqlx::query_as(
+        "SELECT bucket::int8, count(*) AS n, sum(seconds)::float8 AS total FROM ( \
+           SELECT EXTRACT(EPOCH FROM ended_at - started_at)::float8 AS seconds, \
+           CASE WHEN EXTRACT(EPOCH FROM ended_at - started_at)::float8 <= 0.1 THEN 0 WHEN EXTRACT(EPOCH FROM ended_at - started_at)::float8 <= 0.5 THEN 1 WHEN EXTRACT(EPOCH FROM ended_at - started_at)::float8 <= 1.0 THEN 2 WHEN EXTRACT(EPOCH FROM ended_at - started_at)::float8 <= 5.0 THEN 3 WHEN EXTRACT(EPOCH FROM ended_at - started_at)::float8 <= 10.0 THEN 4 WHEN EXTRACT(EPOCH FROM ended_at - started_at)::float8 <= 30.0 THEN 5 WHEN EXTRACT(EPOCH FROM ended_at - started_at)::float8 <= 60.0 THEN 6 WHEN EXTRACT(EPOCH FROM ended_at - started_at)::float8 <= 300.0 THEN 7 WHEN EXTRACT(EPOCH FROM ended_at - started_at)::float8 <= 900.0 THEN 8 WHEN EXTRACT(EPOCH FROM ended_at - started_at)::float8 <= 3600.0 THEN 9 ELSE 10 END AS bucket \
+           FROM task_attempts WHERE ended_at IS NOT NULL) AS finished \
+         GROUP BY bucket",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(read::attempt_durations(&rows))
+}

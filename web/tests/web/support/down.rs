@@ -208,4 +208,12 @@ impl Store for DownStore {
     async fn run_counts(&self) -> StoreResult<Vec<RunCount>> {
         Err(down())
     }
+
+    async fn task_counts(&self) -> StoreResult<Vec<TaskCount>> {
+        Err(down())
+    }
+
+    async fn attempt_durations(&self) -> StoreResult<AttemptDurations> {
+        Err(down())
+    }
 }
