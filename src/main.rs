@@ -47,6 +47,9 @@ enum Command {
     /// Users of the web UI and their roles.
     #[command(subcommand)]
     Users(commands::users::UsersCommand),
+    /// API tokens for scripts and CI.
+    #[command(subcommand)]
+    Tokens(commands::tokens::TokensCommand),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
             Command::Dags(ref command) => commands::dags::run(&cli, command).await,
             Command::Db(ref command) => commands::db::run(&cli, command).await,
             Command::Users(ref command) => commands::users::run(&cli, command).await,
+            Command::Tokens(ref command) => commands::tokens::run(&cli, command).await,
         }
     });
     match result {

@@ -14,6 +14,7 @@ macro_rules! out {
 pub mod dags;
 pub mod db;
 pub mod standalone;
+pub mod tokens;
 pub mod users;
 
 use std::process::ExitCode;

@@ -141,3 +141,36 @@ fn users_create_hashes_the_password_and_refuses_bad_input() {
     assert!(!stdout.contains("s3cret"), "{stdout}");
     assert!(!stdout.contains("bob"), "{stdout}");
 }
+
+#[test]
+fn tokens_create_prints_the_token_once_and_stores_only_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = sluice(
+        dir.path(),
+        &["tokens", "create", "ci", "--role", "operator"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let token = text(&output.stdout).trim().to_owned();
+    assert!(
+        token.starts_with("sluice_") && token.len() == 7 + 64,
+        "{token}"
+    );
+    assert!(text(&output.stderr).contains("shown only this once"));
+
+    let again = sluice(dir.path(), &["tokens", "create", "ci", "--role", "viewer"]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again.stderr));
+    let list = text(&sluice(dir.path(), &["tokens", "list"]).stdout);
+    assert!(list.contains("ci") && list.contains("operator"), "{list}");
+    assert!(!list.contains(&token[7..]), "{list}");
+    // the database file and its write-ahead log hold the hash, never the token
+    let mut stored = Vec::new();
+    for file in ["sluice.db", "sluice.db-wal"] {
+        stored.extend(std::fs::read(dir.path().join(".sluice").join(file)).unwrap_or_default());
+    }
+    assert!(!stored.is_empty());
+    let stored = String::from_utf8_lossy(&stored);
+    assert!(
+        !stored.contains(&token[7..]),
+        "the token itself is never stored"
+    );
+}

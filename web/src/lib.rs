@@ -3,12 +3,15 @@
 #![forbid(unsafe_code)]
 
 mod actions;
+mod api;
 mod auth;
 mod cursor;
 mod dag_cache;
 mod error;
 mod format;
 mod login;
+mod metrics;
+mod openapi;
 mod pages;
 mod paths;
 mod views;
@@ -70,8 +73,13 @@ pub fn app(state: AppState) -> Router {
         .route("/events", get(pages::events))
         .route("/logout", post(login::logout))
         .route_layer(from_fn_with_state(state.clone(), auth::require_session));
+    let metrics = Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .merge(pages)
+        .merge(metrics)
+        .nest("/api/v1", api::router(state.clone()))
         .route("/login", get(login::form).post(login::submit))
         .route("/healthz", get(pages::healthz))
         .route("/static/style.css", get(stylesheet))

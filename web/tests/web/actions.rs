@@ -19,7 +19,7 @@ tasks:
 ";
 
 /// `etl` as the scheduler would mirror it: its real source, so actions can parse it.
-async fn seed_etl(store: &dyn Store) {
+pub async fn seed_etl(store: &dyn Store) {
     let snapshot = DagSnapshot {
         dag_id: "etl".to_owned(),
         fileloc: "dags/etl.yaml".to_owned(),

@@ -2,6 +2,7 @@
 //! through the `Store` trait. One test binary, so the app is linked once.
 
 mod actions;
+mod api;
 mod auth;
 mod dag_pages;
 mod pages;

@@ -126,6 +126,48 @@ impl TestApp {
         answer
     }
 
+    /// A new API token with `role`, named after it.
+    pub async fn api_token(&self, role: Role) -> String {
+        let token = sluice_web::new_api_token();
+        self.store
+            .create_api_token(&sluice_store::NewApiToken {
+                name: format!("{role}-token"),
+                token_hash: sluice_web::token_hash(&token),
+                role,
+                now: at(0),
+            })
+            .await
+            .expect("creating an API token");
+        token
+    }
+
+    /// An API call: `token` as the bearer (if any), `body` as JSON (if any).
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(value) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(value.to_string())
+            }
+            None => Body::empty(),
+        };
+        let answer = self
+            .send(request.body(body).expect("a valid request"))
+            .await;
+        let json = serde_json::from_str(&answer.body)
+            .unwrap_or_else(|_| panic!("{method} {path}: not JSON: {}", answer.body));
+        (answer.status, json)
+    }
+
     /// Posts a form as is: no session cookie, no CSRF token.
     pub async fn send_form(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         self.send(form_request(path, fields, None)).await
