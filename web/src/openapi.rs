@@ -57,7 +57,7 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
         (
             "get",
             "/dags/{dag_id}",
-            op("One DAG.", &[dag_id.clone()], one("Dag")),
+            op("One DAG.", std::slice::from_ref(&dag_id), one("Dag")),
         ),
         (
             "post",
@@ -65,7 +65,7 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
             with_body(
                 op(
                     "Pause or unpause a DAG (operator).",
-                    &[dag_id.clone()],
+                    std::slice::from_ref(&dag_id),
                     one("Dag"),
                 ),
                 json!({ "type": "object", "properties": { "paused": { "type": "boolean", "default": true } } }),
@@ -91,7 +91,7 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
             with_body(
                 created(op(
                     "Trigger a manual run now (operator); params are checked against the DAG's.",
-                    &[dag_id.clone()],
+                    std::slice::from_ref(&dag_id),
                     one("Run"),
                 )),
                 json!({ "type": "object", "properties": { "params": { "type": "object", "additionalProperties": true } } }),
