@@ -43,6 +43,8 @@ pub(crate) struct DagQuery {
     state: Option<String>,
     /// The cursor where the previous page ended.
     before: Option<String>,
+    /// The run whose states colour the graph.
+    run: Option<String>,
 }
 
 pub(crate) async fn dag(
@@ -61,6 +63,7 @@ pub(crate) async fn dag(
             .as_deref()
             .map(cursor::decode_run)
             .transpose()?,
+        graph_run: query.run.filter(|run_id| !run_id.is_empty()),
     };
     let mut page = views::dag_page(&state, &dag_id, &request, Utc::now()).await?;
     page.user = Some(user);

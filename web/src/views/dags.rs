@@ -1,7 +1,7 @@
 //! The DAG list (search, tags, counts, next run, recent runs, import errors) and one DAG's
 //! page (grid, upcoming runs, run history with a filter, the YAML source).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -13,6 +13,7 @@ use sluice_store::{
 };
 
 use super::RunRow;
+use super::charts::{self, Graph};
 use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::cursor;
@@ -59,6 +60,10 @@ pub(crate) struct DagPage {
     pub(crate) user: Option<CurrentUser>,
     dag: DagSummary,
     grid: Grid,
+    /// The DAG's tasks, coloured by the selected run's states.
+    graph: Option<Graph>,
+    /// The run whose states colour the graph.
+    graph_run: Option<String>,
     /// When the next runs fire and the logical date each covers, in the DAG's timezone.
     upcoming: Vec<(String, String)>,
     /// The stored YAML and why it could not be read, if it could not.
@@ -77,6 +82,8 @@ pub(crate) struct DagPage {
 pub(crate) struct RunListRequest {
     pub state: Option<RunState>,
     pub before: Option<RunCursor>,
+    /// The run whose states colour the graph; the newest when `None`.
+    pub graph_run: Option<String>,
 }
 
 pub(crate) async fn dags_page(
@@ -149,6 +156,14 @@ pub(crate) async fn dag_page(
 
     let grid_runs = store.list_runs(&runs_of(dag_id, GRID_RUNS)).await?;
     let grid = Grid::build(store, dag.as_deref(), &grid_runs).await?;
+    let selected = match &request.graph_run {
+        Some(run_id) => store.get_run(dag_id, run_id).await?,
+        None => grid_runs.first().cloned(),
+    };
+    let graph = match &dag {
+        Some(dag) => Some(graph_of(store, dag, selected.as_ref()).await?),
+        None => None,
+    };
     let page = store
         .list_runs_page(&RunPageQuery {
             dag_id: Some(dag_id.to_owned()),
@@ -186,6 +201,8 @@ pub(crate) async fn dag_page(
         user: None,
         dag: DagSummary::new(&record),
         grid,
+        graph,
+        graph_run: selected.map(|run| run.run_id),
         upcoming,
         source,
         problem,
@@ -207,6 +224,28 @@ const RUN_STATES: [RunState; 5] = [
     RunState::Failed,
     RunState::Cancelled,
 ];
+
+/// The graph of `dag`, each task coloured by its state in `run` and linked to it there.
+async fn graph_of(
+    store: &dyn Store,
+    dag: &Dag,
+    run: Option<&RunRecord>,
+) -> Result<Graph, AppError> {
+    let mut states = HashMap::new();
+    if let Some(run) = run {
+        let instances = store.task_instances(run.pk).await?;
+        for task in &dag.tasks {
+            let id = task.id.as_str();
+            let mine: Vec<&TaskInstanceRecord> =
+                instances.iter().filter(|ti| ti.task_id == id).collect();
+            if let Some(shown) = mine.iter().max_by_key(|ti| urgency(ti.state)) {
+                let href = format!("{}#task-{id}", paths::run(&run.dag_id, &run.run_id));
+                states.insert(id.to_owned(), (shown.state.as_str(), href));
+            }
+        }
+    }
+    Ok(charts::graph(dag, &states))
+}
 
 fn run_cursor(run: &RunRecord) -> RunCursor {
     RunCursor {

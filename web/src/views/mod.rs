@@ -1,5 +1,6 @@
 //! Page models: what each template shows, built from store records as text ready to print.
 
+mod charts;
 mod dags;
 mod events;
 mod runs;

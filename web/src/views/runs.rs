@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sluice_core::AttemptState;
 use sluice_store::{AttemptRecord, RunRecord, Store, TaskInstanceRecord, UNMAPPED};
 
+use super::charts::{Gantt, Span, gantt};
 use super::{RunRow, find_run};
 use crate::auth::CurrentUser;
 use crate::error::AppError;
@@ -26,6 +27,8 @@ pub(crate) struct RunPage {
     /// Name and JSON value, by name.
     params: Vec<(String, String)>,
     tasks: Vec<TaskRow>,
+    /// Every attempt on one time axis; `None` before the first attempt starts.
+    gantt: Option<Gantt>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -67,6 +70,20 @@ pub(crate) async fn run_page(
         .iter()
         .map(|instance| TaskRow::new(&run, instance, &attempts, now))
         .collect();
+    let spans: Vec<Span> = attempts
+        .iter()
+        .map(|attempt| Span {
+            label: format!(
+                "{}{} try {}",
+                attempt.task_id,
+                map_suffix(attempt.map_index),
+                attempt.try_number
+            ),
+            state: attempt.state.as_str(),
+            start: attempt.started_at,
+            end: attempt.ended_at,
+        })
+        .collect();
     Ok(RunPage {
         user: None,
         refresh: !run.state.is_terminal(),
@@ -81,6 +98,7 @@ pub(crate) async fn run_page(
             .map(|(name, value)| (name.clone(), value.to_string()))
             .collect(),
         tasks,
+        gantt: gantt(&spans, now),
         run: RunRow::new(&run, now),
     })
 }

@@ -125,8 +125,9 @@ async fn dag_page_shows_the_grid_with_retries_the_source_and_the_next_runs() {
     let html = app.page("/dags/sales").await;
 
     // the grid: extract took two tries, load is queued; each cell opens the task in its run
+    // (and so does each node of the graph below it)
     let cells = links_containing(&html, "#task-");
-    assert_eq!(cells.len(), 2, "{cells:?}");
+    assert_eq!(cells.len(), 2 + 2, "{cells:?}");
     assert!(cells[0].ends_with("#task-extract"), "{cells:?}");
     assert!(cells[0].contains(&run_id.replace(':', "%3A")), "{cells:?}");
     assert!(html.contains("class=\"cell state-success\""), "{html}");
@@ -235,4 +236,99 @@ async fn dag_list_searches_filters_by_tag_and_counts_runs() {
     );
     let none = app.page("/?q=nothing-like-this").await;
     assert!(none.contains("No DAG matches."), "{none}");
+}
+
+#[tokio::test]
+async fn dag_graph_is_coloured_by_the_chosen_run_and_the_run_has_a_gantt_chart() {
+    let app = TestApp::spawn().await;
+    let store = app.store.as_ref();
+    seed(store).await;
+    let older = create_run(
+        store,
+        "sales",
+        2,
+        vec![task("extract", &[], 1), task("load", &["extract"], 0)],
+    )
+    .await;
+    store
+        .start_queued_runs("sales", 16, at(2))
+        .await
+        .expect("starting");
+    let first = claim_one(store, "extract", at(3)).await;
+    let failed = Ending {
+        outcome: sluice_store::AttemptOutcome::Failed,
+        exit_code: Some(1),
+        error: Some("boom"),
+    };
+    finish(store, &first, failed, at(4)).await;
+    let second = claim_one(store, "extract", at(5)).await;
+    finish(store, &second, SUCCEEDED, at(15)).await;
+    let newer = create_run(
+        store,
+        "sales",
+        1,
+        vec![task("extract", &[], 0), task("load", &["extract"], 0)],
+    )
+    .await;
+
+    // the newest run colours the graph by default: nothing ran in it yet
+    let html = app.page("/dags/sales").await;
+    assert!(html.contains("<svg class=\"graph\""), "{html}");
+    assert_eq!(
+        html.matches("<path class=\"edge\"").count(),
+        1,
+        "extract → load: {html}"
+    );
+    assert!(
+        html.contains(&format!("Coloured by run <code>{newer}</code>")),
+        "{html}"
+    );
+    assert!(html.contains("<rect class=\"state-pending\""), "{html}");
+
+    let chosen = app
+        .page(&format!("/dags/sales?run={}", older.replace(':', "%3A")))
+        .await;
+    assert!(
+        chosen.contains(&format!("Coloured by run <code>{older}</code>")),
+        "{chosen}"
+    );
+    assert!(
+        chosen.contains("<rect class=\"state-success\""),
+        "extract succeeded: {chosen}"
+    );
+    assert!(
+        chosen.contains("<rect class=\"state-queued\""),
+        "load is queued: {chosen}"
+    );
+    assert!(
+        chosen.contains("<title>extract: success</title>"),
+        "{chosen}"
+    );
+
+    let run_page = app
+        .page(&format!("/dags/sales/runs/{}", older.replace(':', "%3A")))
+        .await;
+    assert!(run_page.contains("<svg class=\"gantt\""), "{run_page}");
+    assert!(run_page.contains(">extract try 1</text>"), "{run_page}");
+    assert!(run_page.contains(">extract try 2</text>"), "{run_page}");
+    assert!(
+        run_page.contains("class=\"bar state-failed\""),
+        "{run_page}"
+    );
+    assert!(
+        run_page.contains("class=\"bar state-success\""),
+        "{run_page}"
+    );
+    assert!(
+        run_page.contains("(10.0s)"),
+        "the second try took 10s: {run_page}"
+    );
+
+    let not_started = app
+        .page(&format!("/dags/sales/runs/{}", newer.replace(':', "%3A")))
+        .await;
+    assert!(
+        !not_started.contains("<svg class=\"gantt\""),
+        "no attempts, no chart"
+    );
 }
