@@ -9,6 +9,7 @@ mod cursor;
 mod dag_cache;
 mod error;
 mod format;
+mod live;
 mod login;
 mod metrics;
 mod openapi;
@@ -65,6 +66,10 @@ pub fn app(state: AppState) -> Router {
             get(pages::attempt_log),
         )
         .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/attempts/{try_number}/log/stream",
+            get(live::log_stream),
+        )
+        .route(
             "/dags/{dag_id}/trigger",
             get(actions::trigger_form).post(actions::trigger),
         )
@@ -83,6 +88,7 @@ pub fn app(state: AppState) -> Router {
         .route("/login", get(login::form).post(login::submit))
         .route("/healthz", get(pages::healthz))
         .route("/static/style.css", get(stylesheet))
+        .route("/static/live.js", get(live::script))
         .fallback(pages::not_found)
         .with_state(state)
 }

@@ -64,6 +64,17 @@ pub(crate) fn attempt_log(address: &AttemptAddress<'_>) -> String {
     url
 }
 
+/// The server-sent events of one attempt's log, after chunk `after`.
+pub(crate) fn attempt_log_stream(address: &AttemptAddress<'_>, after: i64) -> String {
+    let log = attempt_log(address);
+    let (path, query) = log.split_once('?').unwrap_or((&log, ""));
+    if query.is_empty() {
+        format!("{path}/stream?after={after}")
+    } else {
+        format!("{path}/stream?{query}&after={after}")
+    }
+}
+
 fn segment(text: &str) -> String {
     utf8_percent_encode(text, SEGMENT).to_string()
 }
@@ -94,10 +105,18 @@ mod tests {
             attempt_log(&address),
             "/dags/d/runs/r/tasks/t/attempts/2/log"
         );
+        assert_eq!(
+            attempt_log_stream(&address, 7),
+            "/dags/d/runs/r/tasks/t/attempts/2/log/stream?after=7"
+        );
         address.map_index = 3;
         assert_eq!(
             attempt_log(&address),
             "/dags/d/runs/r/tasks/t/attempts/2/log?map_index=3"
+        );
+        assert_eq!(
+            attempt_log_stream(&address, 0),
+            "/dags/d/runs/r/tasks/t/attempts/2/log/stream?map_index=3&after=0"
         );
     }
 }

@@ -46,6 +46,8 @@ pub(crate) struct LogPage {
     /// Every try of the same task instance, for moving between them.
     tries: Vec<AttemptRow>,
     log: String,
+    /// While the attempt runs: where its log's new chunks stream from.
+    stream_href: Option<String>,
 }
 
 /// Which attempt's log a request asks for.
@@ -129,15 +131,25 @@ pub(crate) async fn attempt_log_page(
             request.try_number
         )));
     };
-    let log: String = store
-        .read_log(attempt.id, 0)
-        .await?
-        .into_iter()
-        .map(|chunk| chunk.content)
-        .collect();
+    let chunks = store.read_log(attempt.id, 0).await?;
+    let last_seq = chunks.last().map_or(0, |chunk| chunk.seq);
+    let log: String = chunks.into_iter().map(|chunk| chunk.content).collect();
+    let running = attempt.state == AttemptState::Running;
+    let stream_href = running.then(|| {
+        let address = AttemptAddress {
+            dag_id: &run.dag_id,
+            run_id: &run.run_id,
+            task_id: &attempt.task_id,
+            map_index: attempt.map_index,
+            try_number: attempt.try_number,
+        };
+        paths::attempt_log_stream(&address, last_seq)
+    });
     Ok(LogPage {
         user: None,
-        refresh: attempt.state == AttemptState::Running,
+        // the log follows itself over server-sent events; without scripts the page reloads
+        refresh: false,
+        stream_href,
         dag_id: run.dag_id.clone(),
         dag_href: paths::dag(&run.dag_id),
         run_id: run.run_id.clone(),

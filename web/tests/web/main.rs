@@ -5,5 +5,6 @@ mod actions;
 mod api;
 mod auth;
 mod dag_pages;
+mod live;
 mod pages;
 mod support;

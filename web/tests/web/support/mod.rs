@@ -187,6 +187,11 @@ impl TestApp {
             .unwrap_or_default()
     }
 
+    /// The `Cookie` header of this session.
+    pub fn cookie_header(&self) -> String {
+        format!("sluice_session={}", self.cookie().unwrap_or_default())
+    }
+
     fn cookie(&self) -> Option<String> {
         self.session
             .lock()
