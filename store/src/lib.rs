@@ -213,4 +213,9 @@ pub trait Store: Send + Sync + 'static {
     async fn task_counts(&self) -> StoreResult<Vec<TaskCount>>;
     /// The durations of every finished attempt, as a histogram.
     async fn attempt_durations(&self) -> StoreResult<AttemptDurations>;
+    /// Marks a task's instances success or failed by hand: their running attempts are
+    /// cancelled (the worker's lease ends), a finished run is reopened, and the run is
+    /// evaluated again (downstream tasks decided, its outcome recomputed). `NotFound` when the
+    /// run has no such task instance.
+    async fn mark_task_instance(&self, mark: &MarkTaskInstance) -> StoreResult<RunProgress>;
 }

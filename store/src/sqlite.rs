@@ -737,4 +737,10 @@ impl Store for SqliteStore {
     async fn attempt_durations(&self) -> StoreResult<AttemptDurations> {
         crate::sqlite_web::attempt_durations(&self.pool).await
     }
+
+    async fn mark_task_instance(&self, mark: &MarkTaskInstance) -> StoreResult<RunProgress> {
+        crate::sqlite_web::mark_task_instance(&self.pool, mark).await?;
+        // a separate transaction, as the scheduler's own re-evaluation: idempotent
+        self.evaluate_run(mark.run_pk, mark.now).await
+    }
 }

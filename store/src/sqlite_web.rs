@@ -197,3 +197,58 @@ pub(crate) async fn attempt_durations(pool: &SqlitePool) -> StoreResult<AttemptD
     .await?;
     Ok(read::attempt_durations(&rows))
 }
+
+/// Settles the instances and cancels their running attempts (their leases end), and reopens a
+/// finished run so its outcome is decided again. The caller then evaluates the run.
+pub(crate) async fn mark_task_instance(
+    pool: &SqlitePool,
+    mark: &MarkTaskInstance,
+) -> StoreResult<()> {
+    read::check_mark(mark)?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let now = micros(mark.now);
+    let matching: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM task_instances WHERE run_pk = ?1 AND task_id = ?2 AND (?3 IS NULL OR map_index = ?3)",
+    )
+    .bind(mark.run_pk)
+    .bind(&mark.task_id)
+    .bind(mark.map_index)
+    .fetch_one(&mut *tx)
+    .await?;
+    if matching == 0 {
+        return Err(StoreError::NotFound {
+            what: "task instance",
+            id: mark.task_id.clone(),
+        });
+    }
+    sqlx::query(
+        "UPDATE task_attempts SET state = 'cancelled', ended_at = ?1, error = ?2 WHERE state = 'running' AND ti_id IN \
+         (SELECT id FROM task_instances WHERE run_pk = ?3 AND task_id = ?4 AND (?5 IS NULL OR map_index = ?5))",
+    )
+    .bind(now)
+    .bind(format!("marked {} by an operator", mark.state))
+    .bind(mark.run_pk)
+    .bind(&mark.task_id)
+    .bind(mark.map_index)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE task_instances SET state = ?1, ended_at = ?2, next_try_at = NULL \
+         WHERE run_pk = ?3 AND task_id = ?4 AND (?5 IS NULL OR map_index = ?5)",
+    )
+    .bind(mark.state.as_str())
+    .bind(now)
+    .bind(mark.run_pk)
+    .bind(&mark.task_id)
+    .bind(mark.map_index)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE dag_runs SET state = 'running', ended_at = NULL WHERE pk = ? AND state IN ('success', 'failed')",
+    )
+    .bind(mark.run_pk)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

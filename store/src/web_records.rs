@@ -189,6 +189,29 @@ pub struct AttemptDurations {
     pub sum_seconds: f64,
 }
 
+/// An operator settles a task instance by hand (every instance of a mapped task when
+/// `map_index` is `None`).
+#[derive(Debug, Clone)]
+pub struct MarkTaskInstance {
+    pub run_pk: i64,
+    pub task_id: String,
+    pub map_index: Option<i32>,
+    /// `Success` or `Failed`; other states are refused with `Conflict`.
+    pub state: sluice_core::TaskState,
+    pub now: DateTime<Utc>,
+}
+
+pub(crate) fn check_mark(mark: &MarkTaskInstance) -> StoreResult<()> {
+    use sluice_core::TaskState;
+    if matches!(mark.state, TaskState::Success | TaskState::Failed) {
+        return Ok(());
+    }
+    Err(StoreError::Conflict(format!(
+        "a task instance can be marked success or failed, not {}",
+        mark.state
+    )))
+}
+
 pub(crate) fn task_count(row: &impl Columns) -> StoreResult<TaskCount> {
     Ok(TaskCount {
         state: row.parse("task_instances", "state")?,

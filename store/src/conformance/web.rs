@@ -299,3 +299,70 @@ pub async fn task_counts_and_attempt_durations_cover_every_attempt(store: &dyn S
     assert_eq!(total, 3, "{counts:?} in run {}", run.run_id);
     assert!(counts.iter().all(|(_, n)| *n > 0), "{counts:?}");
 }
+
+pub async fn marking_a_task_settles_it_ends_its_lease_and_decides_the_run_again(store: &dyn Store) {
+    use sluice_core::RunState;
+    let run = started_run(
+        store,
+        &daily_run(
+            "sales",
+            0,
+            vec![task("extract", &[]), task("load", &["extract"])],
+        ),
+    )
+    .await;
+    let now = t(DAY);
+    let running = claim_one(store, now).await;
+    let mark = |task_id: &str, state: TaskState| MarkTaskInstance {
+        run_pk: run.pk,
+        task_id: task_id.to_owned(),
+        map_index: None,
+        state,
+        now: now + chrono::Duration::seconds(5),
+    };
+
+    store
+        .mark_task_instance(&mark("extract", TaskState::Success))
+        .await
+        .expect("marking extract success");
+    expect_states(
+        &states(store, run.pk).await,
+        &[("extract", TaskState::Success), ("load", TaskState::Queued)],
+        "after marking extract success while it ran",
+    );
+    assert_lease_lost(
+        store.heartbeat_attempt(&running.lease, now).await,
+        "a heartbeat of the marked attempt",
+    );
+    let attempts = store.attempts(run.pk).await.expect("reading attempts");
+    assert_eq!(attempts[0].state, sluice_core::AttemptState::Cancelled);
+
+    let load = claim_one(store, now).await;
+    store
+        .finish_attempt(&finished(&load, AttemptOutcome::Failed, now))
+        .await
+        .expect("load fails");
+    assert_eq!(run_state(store, run.pk).await, RunState::Failed);
+
+    // marking the failure away reopens the run and lets it succeed
+    store
+        .mark_task_instance(&mark("load", TaskState::Success))
+        .await
+        .expect("marking load success");
+    assert_eq!(run_state(store, run.pk).await, RunState::Success);
+
+    let missing = store
+        .mark_task_instance(&mark("nope", TaskState::Success))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    let pending = store
+        .mark_task_instance(&mark("load", TaskState::Pending))
+        .await;
+    assert!(
+        matches!(pending, Err(StoreError::Conflict(_))),
+        "{pending:?}"
+    );
+}

@@ -480,4 +480,10 @@ impl Store for PgStore {
     async fn attempt_durations(&self) -> StoreResult<AttemptDurations> {
         web::attempt_durations(&self.pool).await
     }
+
+    async fn mark_task_instance(&self, mark: &MarkTaskInstance) -> StoreResult<RunProgress> {
+        web::mark_task_instance(&self.pool, mark).await?;
+        // a separate transaction, as the scheduler's own re-evaluation: idempotent
+        self.evaluate_run(mark.run_pk, mark.now).await
+    }
 }

@@ -216,4 +216,8 @@ impl Store for DownStore {
     async fn attempt_durations(&self) -> StoreResult<AttemptDurations> {
         Err(down())
     }
+
+    async fn mark_task_instance(&self, _mark: &MarkTaskInstance) -> StoreResult<RunProgress> {
+        Err(down())
+    }
 }
