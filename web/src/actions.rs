@@ -14,8 +14,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_core::Dag;
+use sluice_core::TaskState;
 use sluice_scheduler::SchedulerError;
-use sluice_store::{NewEvent, Paused, Role, RunRecord, Store};
+use sluice_store::{MarkTaskInstance, NewEvent, Paused, Role, RunRecord, Store};
 
 use crate::AppState;
 use crate::auth::{CurrentUser, safe_next};
@@ -189,6 +190,81 @@ pub(crate) async fn cancel_run(
         action: "cancel_run",
         target: format!("{dag_id}/{run_id}"),
         details: json!({ "state_before": run.state.as_str() }),
+        now,
+    };
+    record(store, user, audit).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MarkForm {
+    /// `success` or `failed`.
+    state: String,
+    /// One instance of a mapped task; every instance of the task when absent.
+    map_index: Option<i32>,
+}
+
+pub(crate) async fn mark(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    Form(form): Form<MarkForm>,
+) -> Result<Response, AppError> {
+    let request = MarkRequest {
+        dag_id: &dag_id,
+        run_id: &run_id,
+        task_id: &task_id,
+        map_index: form.map_index,
+        state: &form.state,
+    };
+    mark_task(state.store.as_ref(), &user, &request).await?;
+    Ok(Redirect::to(&paths::run(&dag_id, &run_id)).into_response())
+}
+
+/// Which task instance to mark, and as what.
+pub(crate) struct MarkRequest<'a> {
+    pub dag_id: &'a str,
+    pub run_id: &'a str,
+    pub task_id: &'a str,
+    pub map_index: Option<i32>,
+    /// `success` or `failed`, as typed.
+    pub state: &'a str,
+}
+
+/// Marks a task success or failed, as `user`, recorded in the audit log. Shared with the API.
+pub(crate) async fn mark_task(
+    store: &dyn Store,
+    user: &CurrentUser,
+    request: &MarkRequest<'_>,
+) -> Result<(), AppError> {
+    user.require(Role::Operator)?;
+    let new_state = match request.state {
+        "success" => TaskState::Success,
+        "failed" => TaskState::Failed,
+        other => {
+            return Err(AppError::BadRequest(format!(
+                "a task can be marked `success` or `failed`, not `{other}`"
+            )));
+        }
+    };
+    let run = crate::views::find_run(store, request.dag_id, request.run_id).await?;
+    let now = Utc::now();
+    store
+        .mark_task_instance(&MarkTaskInstance {
+            run_pk: run.pk,
+            task_id: request.task_id.to_owned(),
+            map_index: request.map_index,
+            state: new_state,
+            now,
+        })
+        .await?;
+    let audit = Audit {
+        action: if new_state == TaskState::Success {
+            "mark_success"
+        } else {
+            "mark_failed"
+        },
+        target: format!("{}/{}", request.dag_id, request.run_id),
+        details: json!({ "task_id": request.task_id, "map_index": request.map_index }),
         now,
     };
     record(store, user, audit).await

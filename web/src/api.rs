@@ -47,6 +47,7 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("post", "/dags/{dag_id}/runs/{run_id}/cancel"),
     ("get", "/dags/{dag_id}/runs/{run_id}/tasks"),
     ("get", "/dags/{dag_id}/runs/{run_id}/attempts"),
+    ("post", "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark"),
     (
         "get",
         "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/attempts/{try_number}/log",
@@ -67,6 +68,10 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/dags/{dag_id}/runs/{run_id}/cancel", post(cancel))
         .route("/dags/{dag_id}/runs/{run_id}/tasks", get(task_instances))
         .route("/dags/{dag_id}/runs/{run_id}/attempts", get(attempts))
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
+            post(mark),
+        )
         .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/attempts/{try_number}/log",
             get(log),
@@ -307,6 +312,35 @@ async fn attempts(
     let run = find_run(state.store.as_ref(), &dag_id, &run_id).await?;
     let items = state.store.attempts(run.pk).await?;
     Ok(Json(json!({ "items": items, "next_cursor": null })))
+}
+
+#[derive(Deserialize, Default)]
+struct MarkBody {
+    /// `success` or `failed`.
+    #[serde(default)]
+    state: String,
+    map_index: Option<i32>,
+}
+
+/// The run after the task was marked and the run decided again.
+async fn mark(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    bytes: Bytes,
+) -> Result<Json<RunRecord>, ApiError> {
+    let request: MarkBody = body(&bytes)?;
+    let mark = actions::MarkRequest {
+        dag_id: &dag_id,
+        run_id: &run_id,
+        task_id: &task_id,
+        map_index: request.map_index,
+        state: &request.state,
+    };
+    actions::mark_task(state.store.as_ref(), &user, &mark).await?;
+    Ok(Json(
+        find_run(state.store.as_ref(), &dag_id, &run_id).await?,
+    ))
 }
 
 #[derive(Deserialize)]

@@ -75,6 +75,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/dags/{dag_id}/pause", post(actions::pause))
         .route("/dags/{dag_id}/runs/{run_id}/cancel", post(actions::cancel))
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
+            post(actions::mark),
+        )
         .route("/events", get(pages::events))
         .route("/logout", post(login::logout))
         .route_layer(from_fn_with_state(state.clone(), auth::require_session));

@@ -146,6 +146,25 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
             ),
         ),
         (
+            "post",
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
+            with_body(
+                op(
+                    "Mark a task success or failed (operator): its running attempt is cancelled and the run decided again.",
+                    &[
+                        path_param("dag_id", "The DAG's id."),
+                        path_param("run_id", "The run's id."),
+                        path_param("task_id", "The task's id."),
+                    ],
+                    one("Run"),
+                ),
+                json!({ "type": "object", "required": ["state"], "properties": {
+                    "state": { "type": "string", "enum": ["success", "failed"] },
+                    "map_index": { "type": "integer", "description": "One instance of a mapped task; all when absent." }
+                } }),
+            ),
+        ),
+        (
             "get",
             "/runs",
             op(

@@ -167,6 +167,7 @@ pub(crate) async fn attempt_log_page(
 
 struct TaskRow {
     task_id: String,
+    mark_href: String,
     map_index: Option<i32>,
     state: &'static str,
     /// Tries started so far, and how many the retry policy allows.
@@ -185,6 +186,7 @@ impl TaskRow {
     ) -> Self {
         TaskRow {
             task_id: instance.task_id.clone(),
+            mark_href: paths::mark_task(&run.dag_id, &run.run_id, &instance.task_id),
             map_index: mapped(instance.map_index),
             state: instance.state.as_str(),
             try_number: instance.try_number,

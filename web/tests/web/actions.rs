@@ -281,3 +281,58 @@ async fn viewer_sees_no_action_and_cannot_post_one() {
         "only olga's trigger"
     );
 }
+
+#[tokio::test]
+async fn operator_marks_a_running_task_success_and_the_run_moves_on() {
+    let app = TestApp::spawn_as(Role::Operator).await;
+    seed_etl(app.store.as_ref()).await;
+    let run_url = app
+        .post("/dags/etl/trigger", &[])
+        .await
+        .location()
+        .to_owned();
+    let page = app.page(&run_url).await;
+    assert!(
+        page.contains("Mark success") && page.contains("Mark failed"),
+        "{page}"
+    );
+
+    let marked = app
+        .post(
+            &format!("{run_url}/tasks/extract/mark"),
+            &[("state", "success")],
+        )
+        .await;
+    assert_eq!(marked.status, StatusCode::SEE_OTHER, "{}", marked.body);
+    let run = &runs(app.store.as_ref()).await[0];
+    assert_eq!(
+        run.state,
+        RunState::Success,
+        "its only task was marked success"
+    );
+    let seen = actions(app.store.as_ref()).await;
+    assert_eq!(seen[0].1, "mark_success");
+
+    let bad = app
+        .post(
+            &format!("{run_url}/tasks/extract/mark"),
+            &[("state", "pending")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let missing = app
+        .post(
+            &format!("{run_url}/tasks/nope/mark"),
+            &[("state", "failed")],
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let failed = app
+        .post(
+            &format!("{run_url}/tasks/extract/mark"),
+            &[("state", "failed")],
+        )
+        .await;
+    assert_eq!(failed.status, StatusCode::SEE_OTHER);
+    assert_eq!(runs(app.store.as_ref()).await[0].state, RunState::Failed);
+}

@@ -206,6 +206,21 @@ async fn operators_trigger_pause_and_cancel_and_viewers_may_not() {
         .map(|event| event["action"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(actions, ["unpause", "pause", "cancel_run", "trigger"]);
+
+    // marking a task in a finished (cancelled) run still records it; the run stays cancelled
+    let (status, body) = app
+        .api(
+            "POST",
+            &format!("{run_path}/tasks/extract/mark"),
+            Some(&operator),
+            Some(json!({ "state": "success" })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (StatusCode::OK, Some("cancelled")),
+        "{body}"
+    );
     assert_eq!(events["items"][0]["actor"], "token:operator-token");
 }
 
