@@ -1,13 +1,31 @@
-//! How times, durations and missing values read on the pages: UTC, compact, never ambiguous.
+//! How times, durations and missing values read on the pages: in the viewer's timezone
+//! (UTC unless they chose another), compact, never ambiguous.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
+
+tokio::task_local! {
+    /// The timezone of the request being answered; set by `crate::settings::with_timezone`.
+    pub(crate) static TIMEZONE: Tz;
+}
+
+/// The timezone times are shown in while answering this request.
+pub(crate) fn timezone() -> Tz {
+    TIMEZONE.try_with(|tz| *tz).unwrap_or(Tz::UTC)
+}
 
 /// Shown where a value does not exist (yet).
 pub(crate) const NONE: &str = "—";
 
-/// `2026-11-25 07:52:10Z`.
+/// `2026-11-25 07:52:10Z` in UTC, `2026-11-25 16:52:10 KST` in another timezone.
 pub(crate) fn time(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M:%SZ").to_string()
+    let tz = timezone();
+    if tz == Tz::UTC {
+        return at.format("%Y-%m-%d %H:%M:%SZ").to_string();
+    }
+    at.with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
 }
 
 pub(crate) fn optional_time(at: Option<DateTime<Utc>>) -> String {
@@ -72,6 +90,18 @@ mod tests {
             .with_timezone(&Utc);
         assert_eq!(time(at), "2026-11-25 07:52:10Z");
         assert_eq!(optional_time(None), NONE);
+    }
+
+    #[tokio::test]
+    async fn times_follow_the_chosen_timezone() {
+        let at = DateTime::parse_from_rfc3339("2026-11-25T07:52:10Z")
+            .expect("valid literal")
+            .with_timezone(&Utc);
+        let seoul = TIMEZONE
+            .scope(chrono_tz::Asia::Seoul, async move { time(at) })
+            .await;
+        assert_eq!(seoul, "2026-11-25 16:52:10 KST");
+        assert_eq!(time(at), "2026-11-25 07:52:10Z");
     }
 
     #[test]

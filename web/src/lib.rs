@@ -15,6 +15,7 @@ mod metrics;
 mod openapi;
 mod pages;
 mod paths;
+mod settings;
 mod views;
 
 use std::future::Future;
@@ -80,6 +81,7 @@ pub fn app(state: AppState) -> Router {
             post(actions::mark),
         )
         .route("/events", get(pages::events))
+        .route("/settings", get(settings::form).post(settings::save))
         .route("/logout", post(login::logout))
         .route_layer(from_fn_with_state(state.clone(), auth::require_session));
     let metrics = Router::new()
@@ -94,6 +96,7 @@ pub fn app(state: AppState) -> Router {
         .route("/static/style.css", get(stylesheet))
         .route("/static/live.js", get(live::script))
         .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn(settings::with_timezone))
         .with_state(state)
 }
 

@@ -283,3 +283,51 @@ async fn stylesheet_is_served_as_css() {
     let css = app.page("/static/style.css").await;
     assert!(css.contains(".state-up_for_retry"), "{css}");
 }
+
+#[tokio::test]
+async fn times_show_in_the_timezone_the_viewer_chose() {
+    let app = TestApp::spawn().await;
+    let run_id = seed_retried_run(&app).await;
+    let run_url = format!("/dags/etl/runs/{}", run_id.replace(':', "%3A"));
+    assert!(app.page(&run_url).await.contains("2026-11-25 07:52:12Z"));
+    assert!(app.page("/settings").await.contains("value=\"UTC\""));
+
+    let bad = app
+        .post("/settings", &[("timezone", "Mars/Olympus"), ("back", "/")])
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("not an IANA timezone"), "{}", bad.body);
+
+    let saved = app
+        .post(
+            "/settings",
+            &[("timezone", "Asia/Seoul"), ("back", &run_url)],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    assert_eq!(saved.location(), run_url);
+    let cookie = saved
+        .headers
+        .get(axum::http::header::SET_COOKIE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .expect("a timezone cookie")
+        .to_owned();
+    let page = app
+        .send(
+            axum::http::Request::get(&run_url)
+                .header(
+                    axum::http::header::COOKIE,
+                    format!("{}; {cookie}", app.cookie_header()),
+                )
+                .body(axum::body::Body::empty())
+                .expect("a valid request"),
+        )
+        .await;
+    assert!(
+        page.body.contains("2026-11-25 16:52:12 KST"),
+        "started at, in Seoul: {}",
+        page.body
+    );
+    assert!(page.body.contains("Times in Asia/Seoul"), "{}", page.body);
+}
