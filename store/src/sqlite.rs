@@ -743,4 +743,15 @@ impl Store for SqliteStore {
         // a separate transaction, as the scheduler's own re-evaluation: idempotent
         self.evaluate_run(mark.run_pk, mark.now).await
     }
+
+    async fn recent_runs(&self, per_dag: u32) -> StoreResult<Vec<RunRecord>> {
+        crate::sqlite_web::recent_runs(&self.pool, per_dag).await
+    }
+
+    async fn task_instances_of_runs(
+        &self,
+        run_pks: &[i64],
+    ) -> StoreResult<Vec<TaskInstanceRecord>> {
+        crate::sqlite_web::task_instances_of_runs(&self.pool, run_pks).await
+    }
 }

@@ -136,6 +136,7 @@ suite! {
         events_are_listed_newest_first_in_pages,
         run_pages_continue_from_a_cursor_and_filter_by_state,
         task_counts_and_attempt_durations_cover_every_attempt,
-        marking_a_task_settles_it_ends_its_lease_and_decides_the_run_again;
+        marking_a_task_settles_it_ends_its_lease_and_decides_the_run_again,
+        recent_runs_and_instances_of_runs_read_many_at_once;
     connector: ;
 }

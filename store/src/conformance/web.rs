@@ -366,3 +366,79 @@ pub async fn marking_a_task_settles_it_ends_its_lease_and_decides_the_run_again(
         "{pending:?}"
     );
 }
+
+pub async fn recent_runs_and_instances_of_runs_read_many_at_once(store: &dyn Store) {
+    let mut pks = Vec::new();
+    for day in 0..4 {
+        let run = store
+            .create_run_if_absent(&daily_run(
+                "sales",
+                day,
+                vec![task("a", &[]), task("b", &["a"])],
+            ))
+            .await
+            .expect("creating a run")
+            .expect("a new run");
+        pks.push(run.pk);
+    }
+    store
+        .create_run_if_absent(&daily_run("ads", 0, vec![task("only", &[])]))
+        .await
+        .expect("creating a run");
+    store
+        .sync_dags(&DagSync {
+            dags: ["ads", "sales", "idle"]
+                .iter()
+                .map(|id| DagSnapshot {
+                    dag_id: (*id).to_owned(),
+                    fileloc: format!("dags/{id}.yaml"),
+                    hash: format!("{id}-hash"),
+                    source: String::new(),
+                    schedule: None,
+                    timezone: "UTC".to_owned(),
+                    description: None,
+                    tags: Vec::new(),
+                })
+                .collect(),
+            import_errors: Vec::new(),
+            now: t(0),
+        })
+        .await
+        .expect("syncing");
+
+    let recent: Vec<(String, i64)> = store
+        .recent_runs(2)
+        .await
+        .expect("reading recent runs")
+        .iter()
+        .map(|run| (run.dag_id.clone(), (run.logical_date - t(0)).num_days()))
+        .collect();
+    assert_eq!(
+        recent,
+        [
+            ("ads".to_owned(), 0),
+            ("sales".to_owned(), 3),
+            ("sales".to_owned(), 2)
+        ]
+    );
+
+    let instances = store
+        .task_instances_of_runs(&pks[1..3])
+        .await
+        .expect("reading instances");
+    let seen: Vec<(i64, &str)> = instances
+        .iter()
+        .map(|ti| (ti.run_pk, ti.task_id.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [(pks[1], "a"), (pks[1], "b"), (pks[2], "a"), (pks[2], "b")]
+    );
+    assert!(
+        store
+            .task_instances_of_runs(&[])
+            .await
+            .expect("none")
+            .is_empty()
+    );
+}

@@ -250,3 +250,30 @@ pub(crate) async fn mark_task_instance(pool: &PgPool, mark: &MarkTaskInstance) -
     tx.commit().await?;
     Ok(())
 }
+
+/// For each DAG, its `per_dag` newest runs, through the `(dag_id, logical_date)` index.
+pub(crate) async fn recent_runs(pool: &PgPool, per_dag: u32) -> StoreResult<Vec<RunRecord>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM (SELECT r.* FROM dags d CROSS JOIN LATERAL (SELECT * FROM dag_runs x WHERE x.dag_id = d.dag_id \
+           ORDER BY x.logical_date DESC, x.pk DESC LIMIT $1) AS r) AS recent \
+         ORDER BY dag_id, logical_date DESC, pk DESC"
+    ))
+    .bind(i64::from(per_dag))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(crate::read::run).collect()
+}
+
+pub(crate) async fn task_instances_of_runs(
+    pool: &PgPool,
+    run_pks: &[i64],
+) -> StoreResult<Vec<TaskInstanceRecord>> {
+    let rows =
+        sqlx::query("SELECT * FROM task_instances WHERE run_pk = ANY($1) ORDER BY run_pk, id")
+            .bind(run_pks)
+            .fetch_all(pool)
+            .await?;
+    rows.iter().map(crate::read::task_instance).collect()
+}

@@ -100,9 +100,14 @@ pub(crate) async fn dags_page(
         counts.insert((count.dag_id, count.state.as_str()), count.count);
     }
     let search = filter.search.trim().to_lowercase();
+    // every DAG's recent runs in one query, newest first within a DAG
+    let mut recent: BTreeMap<String, Vec<RunRecord>> = BTreeMap::new();
+    for run in store.recent_runs(RECENT_RUNS).await? {
+        recent.entry(run.dag_id.clone()).or_default().push(run);
+    }
     let mut rows = Vec::new();
     for dag in dags.iter().filter(|dag| matches(dag, &search, filter.tag)) {
-        let runs = store.list_runs(&runs_of(&dag.dag_id, RECENT_RUNS)).await?;
+        let runs = recent.remove(&dag.dag_id).unwrap_or_default();
         let count = |state: RunState| {
             counts
                 .get(&(dag.dag_id.clone(), state.as_str()))
@@ -349,10 +354,16 @@ impl Grid {
         newest_first: &[RunRecord],
     ) -> Result<Grid, AppError> {
         let runs: Vec<&RunRecord> = newest_first.iter().rev().collect();
-        let mut instances = Vec::with_capacity(runs.len());
-        for run in &runs {
-            instances.push(store.task_instances(run.pk).await?);
+        let pks: Vec<i64> = runs.iter().map(|run| run.pk).collect();
+        // every run's instances in one query, then split by run
+        let mut by_run: HashMap<i64, Vec<TaskInstanceRecord>> = HashMap::new();
+        for instance in store.task_instances_of_runs(&pks).await? {
+            by_run.entry(instance.run_pk).or_default().push(instance);
         }
+        let instances: Vec<Vec<TaskInstanceRecord>> = pks
+            .iter()
+            .map(|pk| by_run.remove(pk).unwrap_or_default())
+            .collect();
         // the DAG's own task order, then tasks only older runs had
         let mut task_ids: Vec<String> = dag
             .map(|dag| dag.tasks.iter().map(|task| task.id.to_string()).collect())

@@ -220,4 +220,15 @@ impl Store for DownStore {
     async fn mark_task_instance(&self, _mark: &MarkTaskInstance) -> StoreResult<RunProgress> {
         Err(down())
     }
+
+    async fn recent_runs(&self, _per_dag: u32) -> StoreResult<Vec<RunRecord>> {
+        Err(down())
+    }
+
+    async fn task_instances_of_runs(
+        &self,
+        _run_pks: &[i64],
+    ) -> StoreResult<Vec<TaskInstanceRecord>> {
+        Err(down())
+    }
 }
