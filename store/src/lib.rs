@@ -218,9 +218,9 @@ pub trait Store: Send + Sync + 'static {
     /// evaluated again (downstream tasks decided, its outcome recomputed). `NotFound` when the
     /// run has no such task instance.
     async fn mark_task_instance(&self, mark: &MarkTaskInstance) -> StoreResult<RunProgress>;
-    /// Each DAG's `per_dag` newest runs (newest first within a DAG, DAGs by id): the DAG list
-    /// in one query.
-    async fn recent_runs(&self, per_dag: u32) -> StoreResult<Vec<RunRecord>>;
+    /// The `per_dag` newest runs of each of `dag_ids` (newest first within a DAG, DAGs by
+    /// id): a page of the DAG list in one query.
+    async fn recent_runs(&self, dag_ids: &[String], per_dag: u32) -> StoreResult<Vec<RunRecord>>;
     /// The task instances of several runs (by run, then creation order): the grid in one query.
     async fn task_instances_of_runs(&self, run_pks: &[i64])
     -> StoreResult<Vec<TaskInstanceRecord>>;

@@ -744,8 +744,8 @@ impl Store for SqliteStore {
         self.evaluate_run(mark.run_pk, mark.now).await
     }
 
-    async fn recent_runs(&self, per_dag: u32) -> StoreResult<Vec<RunRecord>> {
-        crate::sqlite_web::recent_runs(&self.pool, per_dag).await
+    async fn recent_runs(&self, dag_ids: &[String], per_dag: u32) -> StoreResult<Vec<RunRecord>> {
+        crate::sqlite_web::recent_runs(&self.pool, dag_ids, per_dag).await
     }
 
     async fn task_instances_of_runs(

@@ -253,15 +253,20 @@ pub(crate) async fn mark_task_instance(
     Ok(())
 }
 
-/// For each DAG, its `per_dag` newest runs, through the `(dag_id, logical_date)` index.
-pub(crate) async fn recent_runs(pool: &SqlitePool, per_dag: u32) -> StoreResult<Vec<RunRecord>> {
+/// For each of `dag_ids`, its `per_dag` newest runs, through the `(dag_id, logical_date)` index.
+pub(crate) async fn recent_runs(
+    pool: &SqlitePool,
+    dag_ids: &[String],
+    per_dag: u32,
+) -> StoreResult<Vec<RunRecord>> {
     let rows = sqlx::query(concat!(
         "SELECT ",
         run_columns!(),
-        " FROM (SELECT r.* FROM dags d JOIN dag_runs r ON r.pk IN (SELECT x.pk FROM dag_runs x \
-           WHERE x.dag_id = d.dag_id ORDER BY x.logical_date DESC, x.pk DESC LIMIT ?)) AS recent \
+        " FROM (SELECT r.* FROM json_each(?1) d JOIN dag_runs r ON r.pk IN (SELECT x.pk FROM dag_runs x \
+           WHERE x.dag_id = d.value ORDER BY x.logical_date DESC, x.pk DESC LIMIT ?2)) AS recent \
          ORDER BY dag_id, logical_date DESC, pk DESC"
     ))
+    .bind(serde_json::to_string(dag_ids).expect("strings serialize"))
     .bind(i64::from(per_dag))
     .fetch_all(pool)
     .await?;

@@ -12,9 +12,13 @@ use crate::error::AppError;
 /// More versions than this and the cache starts over (old versions are rarely asked for).
 const MAX_VERSIONS: usize = 4096;
 
+/// A parsed version, or why it does not parse (kept too, so a broken version is not parsed
+/// again on every page).
+type Parsed = Result<Arc<Dag>, String>;
+
 #[derive(Default)]
 pub(crate) struct DagCache {
-    by_hash: Mutex<HashMap<String, Arc<Dag>>>,
+    by_hash: Mutex<HashMap<String, Parsed>>,
 }
 
 impl DagCache {
@@ -24,8 +28,8 @@ impl DagCache {
         store: &dyn Store,
         record: &DagRecord,
     ) -> Result<Arc<Dag>, AppError> {
-        if let Some(dag) = self.lock().get(&record.hash) {
-            return Ok(dag.clone());
+        if let Some(parsed) = self.lock().get(&record.hash) {
+            return parsed.clone().map_err(AppError::Conflict);
         }
         let Some(version) = store.dag_version(&record.hash).await? else {
             return Err(AppError::Conflict(format!(
@@ -33,23 +37,24 @@ impl DagCache {
                 record.hash, record.dag_id
             )));
         };
-        let dag = parse_dag(&version.fileloc, &version.source).map_err(|errors| {
-            AppError::Conflict(format!(
-                "the stored DAG `{}` does not parse: {}",
-                record.dag_id,
-                errors.first().map(ToString::to_string).unwrap_or_default()
-            ))
-        })?;
-        let dag = Arc::new(dag);
+        let parsed: Parsed = parse_dag(&version.fileloc, &version.source)
+            .map(Arc::new)
+            .map_err(|errors| {
+                format!(
+                    "the stored DAG `{}` does not parse: {}",
+                    record.dag_id,
+                    errors.first().map(ToString::to_string).unwrap_or_default()
+                )
+            });
         let mut cache = self.lock();
         if cache.len() >= MAX_VERSIONS {
             cache.clear();
         }
-        cache.insert(record.hash.clone(), dag.clone());
-        Ok(dag)
+        cache.insert(record.hash.clone(), parsed.clone());
+        parsed.map_err(AppError::Conflict)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Dag>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Parsed>> {
         // a panic while holding the lock leaves a map that is still valid
         self.by_hash
             .lock()

@@ -21,6 +21,7 @@ pub(crate) struct DagsQuery {
     q: String,
     #[serde(default)]
     tag: String,
+    page: Option<usize>,
 }
 
 pub(crate) async fn dags(
@@ -31,6 +32,7 @@ pub(crate) async fn dags(
     let filter = DagListFilter {
         search: &query.q,
         tag: &query.tag,
+        page: query.page.unwrap_or(1),
     };
     let mut page = views::dags_page(&state, &filter, Utc::now()).await?;
     page.user = Some(user);

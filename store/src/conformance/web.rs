@@ -406,8 +406,9 @@ pub async fn recent_runs_and_instances_of_runs_read_many_at_once(store: &dyn Sto
         .await
         .expect("syncing");
 
+    let ids = ["ads", "sales", "idle"].map(str::to_owned);
     let recent: Vec<(String, i64)> = store
-        .recent_runs(2)
+        .recent_runs(&ids, 2)
         .await
         .expect("reading recent runs")
         .iter()
@@ -421,6 +422,12 @@ pub async fn recent_runs_and_instances_of_runs_read_many_at_once(store: &dyn Sto
             ("sales".to_owned(), 2)
         ]
     );
+
+    let only_ads = store
+        .recent_runs(&["ads".to_owned()], 5)
+        .await
+        .expect("reading one DAG's runs");
+    assert_eq!(only_ads.len(), 1);
 
     let instances = store
         .task_instances_of_runs(&pks[1..3])

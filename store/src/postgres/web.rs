@@ -251,15 +251,20 @@ pub(crate) async fn mark_task_instance(pool: &PgPool, mark: &MarkTaskInstance) -
     Ok(())
 }
 
-/// For each DAG, its `per_dag` newest runs, through the `(dag_id, logical_date)` index.
-pub(crate) async fn recent_runs(pool: &PgPool, per_dag: u32) -> StoreResult<Vec<RunRecord>> {
+/// For each of `dag_ids`, its `per_dag` newest runs, through the `(dag_id, logical_date)` index.
+pub(crate) async fn recent_runs(
+    pool: &PgPool,
+    dag_ids: &[String],
+    per_dag: u32,
+) -> StoreResult<Vec<RunRecord>> {
     let rows = sqlx::query(concat!(
         "SELECT ",
         run_columns!(),
-        " FROM (SELECT r.* FROM dags d CROSS JOIN LATERAL (SELECT * FROM dag_runs x WHERE x.dag_id = d.dag_id \
-           ORDER BY x.logical_date DESC, x.pk DESC LIMIT $1) AS r) AS recent \
+        " FROM (SELECT r.* FROM unnest($1::text[]) AS d (dag_id) CROSS JOIN LATERAL (SELECT * FROM dag_runs x \
+           WHERE x.dag_id = d.dag_id ORDER BY x.logical_date DESC, x.pk DESC LIMIT $2) AS r) AS recent \
          ORDER BY dag_id, logical_date DESC, pk DESC"
     ))
+    .bind(dag_ids)
     .bind(i64::from(per_dag))
     .fetch_all(pool)
     .await?;

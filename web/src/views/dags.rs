@@ -23,6 +23,8 @@ use crate::paths;
 
 /// Runs shown as squares per DAG on the list.
 const RECENT_RUNS: u32 = 14;
+/// DAGs per page of the list.
+const DAGS_PER_PAGE: usize = 100;
 /// Runs (columns) in a DAG's grid.
 const GRID_RUNS: u32 = 25;
 /// Runs per page of a DAG's run list.
@@ -43,6 +45,10 @@ pub(crate) struct DagsPage {
     tag: String,
     /// DAGs before the search and tag filter.
     total: usize,
+    /// DAGs the filter matches, on every page.
+    matching: usize,
+    previous_href: Option<String>,
+    next_href: Option<String>,
 }
 
 /// What the DAG list is narrowed to.
@@ -51,6 +57,8 @@ pub(crate) struct DagListFilter<'a> {
     pub search: &'a str,
     /// An exact tag.
     pub tag: &'a str,
+    /// From 1.
+    pub page: usize,
 }
 
 #[derive(Template, WebTemplate)]
@@ -100,13 +108,25 @@ pub(crate) async fn dags_page(
         counts.insert((count.dag_id, count.state.as_str()), count.count);
     }
     let search = filter.search.trim().to_lowercase();
-    // every DAG's recent runs in one query, newest first within a DAG
+    let matching: Vec<&DagRecord> = dags
+        .iter()
+        .filter(|dag| matches(dag, &search, filter.tag))
+        .collect();
+    let page = filter.page.max(1);
+    let shown: Vec<&DagRecord> = matching
+        .iter()
+        .skip((page - 1) * DAGS_PER_PAGE)
+        .take(DAGS_PER_PAGE)
+        .copied()
+        .collect();
+    // the page's recent runs in one query, newest first within a DAG
+    let ids: Vec<String> = shown.iter().map(|dag| dag.dag_id.clone()).collect();
     let mut recent: BTreeMap<String, Vec<RunRecord>> = BTreeMap::new();
-    for run in store.recent_runs(RECENT_RUNS).await? {
+    for run in store.recent_runs(&ids, RECENT_RUNS).await? {
         recent.entry(run.dag_id.clone()).or_default().push(run);
     }
-    let mut rows = Vec::new();
-    for dag in dags.iter().filter(|dag| matches(dag, &search, filter.tag)) {
+    let mut rows = Vec::with_capacity(shown.len());
+    for dag in shown {
         let runs = recent.remove(&dag.dag_id).unwrap_or_default();
         let count = |state: RunState| {
             counts
@@ -120,9 +140,23 @@ pub(crate) async fn dags_page(
             failed: count(RunState::Failed),
             next_run: next_run(state, dag, now).await,
             // oldest first, so the newest run sits at the right end
-            recent_runs: runs.iter().rev().map(|run| RunRow::new(run, now)).collect(),
+            recent_runs: runs.iter().rev().map(Square::new).collect(),
         });
     }
+    let page_href = |page: usize| {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if !filter.search.is_empty() {
+            query.push(("q", filter.search.to_owned()));
+        }
+        if !filter.tag.is_empty() {
+            query.push(("tag", filter.tag.to_owned()));
+        }
+        query.push(("page", page.to_string()));
+        format!(
+            "/?{}",
+            serde_urlencoded::to_string(&query).expect("text pairs encode")
+        )
+    };
     Ok(DagsPage {
         refresh: rows
             .iter()
@@ -130,11 +164,33 @@ pub(crate) async fn dags_page(
         user: None,
         import_errors,
         total: dags.len(),
+        matching: matching.len(),
+        previous_href: (page > 1).then(|| page_href(page - 1)),
+        next_href: (page * DAGS_PER_PAGE < matching.len()).then(|| page_href(page + 1)),
         dags: rows,
         tags: tags.into_iter().collect(),
         search: filter.search.to_owned(),
         tag: filter.tag.to_owned(),
     })
+}
+
+/// One recent run on the DAG list: a coloured square linking to it.
+struct Square {
+    run_id: String,
+    href: String,
+    state: &'static str,
+    unfinished: bool,
+}
+
+impl Square {
+    fn new(run: &RunRecord) -> Self {
+        Square {
+            run_id: run.run_id.clone(),
+            href: paths::run(&run.dag_id, &run.run_id),
+            state: run.state.as_str(),
+            unfinished: !run.state.is_terminal(),
+        }
+    }
 }
 
 pub(crate) async fn dag_page(
@@ -444,7 +500,7 @@ struct DagListRow {
     failed: u64,
     next_run: Option<String>,
     /// Oldest first.
-    recent_runs: Vec<RunRow>,
+    recent_runs: Vec<Square>,
 }
 
 struct DagSummary {

@@ -332,3 +332,27 @@ async fn dag_graph_is_coloured_by_the_chosen_run_and_the_run_has_a_gantt_chart()
         "no attempts, no chart"
     );
 }
+
+#[tokio::test]
+async fn dag_list_pages_by_a_hundred_keeping_the_filter() {
+    let app = TestApp::spawn().await;
+    let dags = (0..105)
+        .map(|i| crate::support::dag(&format!("d{i:03}"), None))
+        .collect();
+    sync(app.store.as_ref(), dags, Vec::new()).await;
+    let rows = |html: &str| html.matches("class=\"dag-id\"").count();
+
+    let first = app.page("/").await;
+    assert_eq!(rows(&first), 100);
+    let next = links_containing(&first, "page=2");
+    assert_eq!(next, ["/?page=2"], "{first}");
+    let second = app.page("/?page=2").await;
+    assert_eq!(rows(&second), 5, "{second}");
+    assert!(second.contains(">d104</a>"), "{second}");
+    assert_eq!(links_containing(&second, "page=1"), ["/?page=1"]);
+
+    let filtered = app.page("/?q=d1").await;
+    assert_eq!(rows(&filtered), 5, "d100 to d104: {filtered}");
+    assert!(filtered.contains("5 of 105"), "{filtered}");
+    assert!(links_containing(&filtered, "page=").is_empty());
+}

@@ -221,7 +221,7 @@ impl Store for DownStore {
         Err(down())
     }
 
-    async fn recent_runs(&self, _per_dag: u32) -> StoreResult<Vec<RunRecord>> {
+    async fn recent_runs(&self, _dag_ids: &[String], _per_dag: u32) -> StoreResult<Vec<RunRecord>> {
         Err(down())
     }
 
