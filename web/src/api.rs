@@ -48,6 +48,7 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("get", "/dags/{dag_id}/runs/{run_id}/tasks"),
     ("get", "/dags/{dag_id}/runs/{run_id}/attempts"),
     ("post", "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark"),
+    ("get", "/dags/{dag_id}/runs/{run_id}/outputs"),
     (
         "get",
         "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/attempts/{try_number}/log",
@@ -72,6 +73,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
             post(mark),
         )
+        .route("/dags/{dag_id}/runs/{run_id}/outputs", get(outputs))
         .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/attempts/{try_number}/log",
             get(log),
@@ -312,6 +314,16 @@ async fn attempts(
     let run = find_run(state.store.as_ref(), &dag_id, &run_id).await?;
     let items = state.store.attempts(run.pk).await?;
     Ok(Json(json!({ "items": items, "next_cursor": null })))
+}
+
+/// What each task's successful attempt returned: `{"task": {"key": value}}`.
+async fn outputs(
+    State(state): State<AppState>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let run = find_run(state.store.as_ref(), &dag_id, &run_id).await?;
+    let outputs = state.store.run_outputs(run.pk).await?;
+    Ok(Json(json!({ "outputs": outputs })))
 }
 
 #[derive(Deserialize, Default)]

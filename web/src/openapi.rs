@@ -146,6 +146,18 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
             ),
         ),
         (
+            "get",
+            "/dags/{dag_id}/runs/{run_id}/outputs",
+            op(
+                "What each task's successful attempt returned: `{\"outputs\": {task: {key: value}}}`.",
+                &[
+                    path_param("dag_id", "The DAG's id."),
+                    path_param("run_id", "The run's id."),
+                ],
+                json!({ "type": "object", "properties": { "outputs": { "type": "object" } } }),
+            ),
+        ),
+        (
             "post",
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
             with_body(

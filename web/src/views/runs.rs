@@ -68,9 +68,22 @@ pub(crate) async fn run_page(
     let run = find_run(store, dag_id, run_id).await?;
     let instances = store.task_instances(run.pk).await?;
     let attempts = store.attempts(run.pk).await?;
+    let outputs = store.run_outputs(run.pk).await?;
     let tasks = instances
         .iter()
-        .map(|instance| TaskRow::new(&run, instance, &attempts, now))
+        .map(|instance| {
+            let mut row = TaskRow::new(&run, instance, &attempts, now);
+            // outputs are per task; a mapped task's show on its first instance
+            if instance.map_index <= 0
+                && let Some(values) = outputs.get(&instance.task_id)
+            {
+                row.outputs = values
+                    .iter()
+                    .map(|(key, value)| (key.clone(), value.to_string()))
+                    .collect();
+            }
+            row
+        })
         .collect();
     let spans: Vec<Span> = attempts
         .iter()
@@ -175,6 +188,8 @@ struct TaskRow {
     max_tries: u32,
     next_try_at: Option<String>,
     attempts: Vec<AttemptRow>,
+    /// What the task's successful attempt returned: key and JSON value.
+    outputs: Vec<(String, String)>,
 }
 
 impl TaskRow {
@@ -197,6 +212,7 @@ impl TaskRow {
                 .filter(|attempt| attempt.ti_id == instance.id)
                 .map(|attempt| AttemptRow::new(run, attempt, now))
                 .collect(),
+            outputs: Vec::new(),
         }
     }
 }

@@ -331,3 +331,47 @@ async fn times_show_in_the_timezone_the_viewer_chose() {
     );
     assert!(page.body.contains("Times in Asia/Seoul"), "{}", page.body);
 }
+
+#[tokio::test]
+async fn run_page_and_api_show_what_tasks_returned() {
+    let app = TestApp::spawn().await;
+    let store = app.store.as_ref();
+    sync(store, vec![dag("out", None)], Vec::new()).await;
+    let run_id = start_run(store, "out", vec![task("count", &[], 0)]).await;
+    let attempt = claim_one(store, "count", at(10)).await;
+    let mut outputs = std::collections::BTreeMap::new();
+    outputs.insert("rows".to_owned(), serde_json::json!(3));
+    outputs.insert("note".to_owned(), serde_json::json!("<b>bold</b>"));
+    store
+        .finish_attempt(&sluice_store::FinishAttempt {
+            lease: attempt.lease.clone(),
+            outcome: AttemptOutcome::Success,
+            exit_code: Some(0),
+            error: None,
+            outputs,
+            now: at(11),
+        })
+        .await
+        .expect("finishing with outputs");
+
+    let run_path = format!("/dags/out/runs/{}", run_id.replace(':', "%3A"));
+    let html = app.page(&run_path).await;
+    assert!(
+        html.contains("<code>rows</code> = <code>3</code>"),
+        "{html}"
+    );
+    assert!(html.contains("&#60;b&#62;bold"), "escaped: {html}");
+    assert!(!html.contains("<b>bold"), "{html}");
+
+    let token = app.api_token(sluice_store::Role::Viewer).await;
+    let (status, body) = app
+        .api(
+            "GET",
+            &format!("/api/v1{run_path}/outputs"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["outputs"]["count"]["rows"], 3);
+}
