@@ -96,6 +96,10 @@ impl CurrentUser {
     pub(crate) fn can_operate(&self) -> bool {
         self.role.allows(Role::Operator)
     }
+
+    pub(crate) fn is_admin(&self) -> bool {
+        self.role.allows(Role::Admin)
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {

@@ -81,6 +81,7 @@ pub fn app(state: AppState) -> Router {
             post(actions::mark),
         )
         .route("/events", get(pages::events))
+        .route("/access", get(pages::access))
         .route("/settings", get(settings::form).post(settings::save))
         .route("/logout", post(login::logout))
         .route_layer(from_fn_with_state(state.clone(), auth::require_session));

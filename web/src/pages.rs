@@ -11,8 +11,8 @@ use crate::auth::CurrentUser;
 use crate::cursor;
 use crate::error::AppError;
 use crate::views::{
-    self, DagListFilter, DagPage, DagsPage, EventsPage, LogPage, LogRequest, RunListRequest,
-    RunPage,
+    self, AccessPage, DagListFilter, DagPage, DagsPage, EventsPage, LogPage, LogRequest,
+    RunListRequest, RunPage,
 };
 
 #[derive(Deserialize)]
@@ -124,6 +124,17 @@ pub(crate) async fn events(
     Query(query): Query<EventsQuery>,
 ) -> Result<EventsPage, AppError> {
     let mut page = views::events_page(state.store.as_ref(), query.before).await?;
+    page.user = Some(user);
+    Ok(page)
+}
+
+/// Admins only.
+pub(crate) async fn access(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<AccessPage, AppError> {
+    user.require(sluice_store::Role::Admin)?;
+    let mut page = views::access_page(state.store.as_ref()).await?;
     page.user = Some(user);
     Ok(page)
 }

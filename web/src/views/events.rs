@@ -1,8 +1,9 @@
-//! The audit log: who did what to which DAG or run, newest first.
+//! The audit log (who did what to which DAG or run, newest first) and, for admins, who has
+//! access.
 
 use askama::Template;
 use askama_web::WebTemplate;
-use sluice_store::{EventFilter, EventRecord, Store};
+use sluice_store::{EventFilter, EventRecord, Role, Store};
 
 use crate::auth::CurrentUser;
 use crate::error::AppError;
@@ -72,4 +73,32 @@ impl EventRow {
             details: event.details.to_string(),
         }
     }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "access.html")]
+pub(crate) struct AccessPage {
+    refresh: bool,
+    pub(crate) user: Option<CurrentUser>,
+    /// Name, role and creation time.
+    users: Vec<(String, Role, String)>,
+    tokens: Vec<(String, Role, String)>,
+}
+
+/// Users and API tokens (never a hash); the caller checks the admin role.
+pub(crate) async fn access_page(store: &dyn Store) -> Result<AccessPage, AppError> {
+    let users = store.list_users().await?;
+    let tokens = store.list_api_tokens().await?;
+    Ok(AccessPage {
+        refresh: false,
+        user: None,
+        users: users
+            .into_iter()
+            .map(|user| (user.username, user.role, time(user.created_at)))
+            .collect(),
+        tokens: tokens
+            .into_iter()
+            .map(|token| (token.name, token.role, time(token.created_at)))
+            .collect(),
+    })
 }

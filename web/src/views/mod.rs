@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sluice_store::{RunRecord, Store};
 
 pub(crate) use dags::{DagListFilter, DagPage, DagsPage, RunListRequest, dag_page, dags_page};
-pub(crate) use events::{EventsPage, events_page};
+pub(crate) use events::{AccessPage, EventsPage, access_page, events_page};
 pub(crate) use runs::{LogPage, LogRequest, RunPage, attempt_log_page, run_page};
 
 use crate::error::AppError;

@@ -114,3 +114,24 @@ async fn login_page_escapes_what_was_typed() {
     assert!(!answer.body.contains("<script>alert"), "{}", answer.body);
     assert!(answer.body.contains("&#60;script&#62;"), "{}", answer.body);
 }
+
+#[tokio::test]
+async fn only_admins_see_who_has_access_and_never_a_hash() {
+    let admin = TestApp::spawn_as(Role::Admin).await;
+    admin.create_user("vic", Role::Viewer).await;
+    admin.api_token(Role::Operator).await;
+    let html = admin.page("/access").await;
+    assert!(html.contains("<td>vic</td><td>viewer</td>"), "{html}");
+    assert!(
+        html.contains("<td>operator-token</td><td>operator</td>"),
+        "{html}"
+    );
+    assert!(!html.contains("$argon2"), "{html}");
+    assert!(admin.page("/").await.contains("href=\"/access\""));
+
+    let operator = TestApp::with_store(admin.store.clone(), tempfile::tempdir().unwrap());
+    operator.create_user("olga", Role::Operator).await;
+    operator.login("olga", PASSWORD).await;
+    assert_eq!(operator.get("/access").await.status, StatusCode::FORBIDDEN);
+    assert!(!operator.page("/").await.contains("href=\"/access\""));
+}
