@@ -139,10 +139,33 @@ async fn retried_task_keeps_every_attempt_and_log(app: TestApp) {
         "correct horse battery\n",
     );
     assert!(created.status.success(), "{}", text(&created.stderr));
+    // the login form carries a token that must come back with its cookie
+    let form = anonymous
+        .get(format!("{}/login", app.base_url))
+        .send()
+        .await
+        .expect("opening the login form");
+    let login_cookie = form
+        .headers()
+        .get("set-cookie")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .expect("a login token cookie")
+        .to_owned();
+    let html = form.text().await.expect("the login page");
+    let token = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form's token")
+        .to_owned();
     let login = anonymous
         .post(format!("{}/login", app.base_url))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body("username=admin&password=correct+horse+battery&next=%2F")
+        .header("cookie", login_cookie)
+        .body(format!(
+            "username=admin&password=correct+horse+battery&next=%2F&csrf={token}"
+        ))
         .send()
         .await
         .expect("logging in");

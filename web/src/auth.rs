@@ -62,7 +62,7 @@ pub fn token_hash(token: &str) -> String {
 }
 
 /// Equal without an early exit, so the time taken says nothing about the secret.
-fn same_secret(a: &str, b: &str) -> bool {
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())

@@ -27,18 +27,49 @@ async fn anonymous_visitors_are_sent_to_the_login_page_and_back() {
     assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
     assert_eq!(app.get("/static/style.css").await.status, StatusCode::OK);
 
+    let (cookie, csrf) = app.login_form().await;
+    let fields = [
+        ("username", "vic"),
+        ("password", PASSWORD),
+        ("next", "/dags/etl"),
+        ("csrf", csrf.as_str()),
+    ];
+    let body = serde_urlencoded::to_string(fields).unwrap();
     let login = app
+        .send(
+            axum::http::Request::post("/login")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::COOKIE, format!("sluice_login={cookie}"))
+                .body(axum::body::Body::from(body))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.body);
+    assert_eq!(login.location(), "/dags/etl");
+
+    // the same form without its cookie (as posted from another site) logs nobody in
+    let forged = app
         .send_form(
             "/login",
             &[
                 ("username", "vic"),
                 ("password", PASSWORD),
-                ("next", "/dags/etl"),
+                ("csrf", csrf.as_str()),
             ],
         )
         .await;
-    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.body);
-    assert_eq!(login.location(), "/dags/etl");
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    assert!(
+        forged.body.contains("expired or came from elsewhere"),
+        "{}",
+        forged.body
+    );
+    let session_set = forged
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|value| value.to_str().unwrap_or("").starts_with("sluice_session="));
+    assert!(!session_set);
 }
 
 #[tokio::test]
@@ -89,7 +120,12 @@ async fn wrong_password_or_unknown_user_is_refused_with_the_form_again() {
             "{}",
             answer.body
         );
-        assert!(answer.headers.get(header::SET_COOKIE).is_none());
+        let session_set = answer
+            .headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .any(|value| value.to_str().unwrap_or("").starts_with("sluice_session="));
+        assert!(!session_set, "no session for a failed login");
     }
     assert_eq!(app.get("/").await.status, StatusCode::SEE_OTHER);
 }

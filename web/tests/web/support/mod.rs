@@ -97,14 +97,24 @@ impl TestApp {
             .expect("creating a user");
     }
 
-    /// Posts the login form; on success the session is kept for the next requests.
+    /// Opens the login form and posts it as a browser would (with the form's token and its
+    /// cookie); on success the session is kept for the next requests.
     pub async fn login(&self, username: &str, password: &str) -> Page {
+        let (cookie, csrf) = self.login_form().await;
         let form = [
             ("username", username),
             ("password", password),
             ("next", "/"),
+            ("csrf", &csrf),
         ];
-        let answer = self.send(form_request("/login", &form, None)).await;
+        let mut request = form_request("/login", &form, None);
+        request.headers_mut().insert(
+            header::COOKIE,
+            format!("sluice_login={cookie}")
+                .parse()
+                .expect("a valid header"),
+        );
+        let answer = self.send(request).await;
         let cookie = answer
             .headers
             .get(header::SET_COOKIE)
@@ -166,6 +176,33 @@ impl TestApp {
         let json = serde_json::from_str(&answer.body)
             .unwrap_or_else(|_| panic!("{method} {path}: not JSON: {}", answer.body));
         (answer.status, json)
+    }
+
+    /// The login page's token cookie and the same token from its form.
+    pub async fn login_form(&self) -> (String, String) {
+        let form = self
+            .send(
+                Request::get("/login")
+                    .body(Body::empty())
+                    .expect("a request"),
+            )
+            .await;
+        let cookie = form
+            .headers
+            .get(header::SET_COOKIE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .and_then(|pair| pair.strip_prefix("sluice_login="))
+            .expect("the login page sets its token cookie")
+            .to_owned();
+        let csrf = form
+            .body
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("the login form carries its token")
+            .to_owned();
+        (cookie, csrf)
     }
 
     /// Posts a form as is: no session cookie, no CSRF token.
