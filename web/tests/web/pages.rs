@@ -375,3 +375,30 @@ async fn run_page_and_api_show_what_tasks_returned() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["outputs"]["count"]["rows"], 3);
 }
+
+#[tokio::test]
+async fn hostile_dag_ids_tags_and_descriptions_are_escaped_everywhere() {
+    let app = TestApp::spawn().await;
+    let store = app.store.as_ref();
+    // the parser never lets such an id through; the pages must not rely on it
+    let mut hostile = dag("<script>alert(1)</script>", Some("0 2 * * *"));
+    hostile.tags = vec!["<img src=x onerror=alert(2)>".to_owned()];
+    hostile.description = Some("\"><script>alert(3)</script>".to_owned());
+    sync(store, vec![hostile], Vec::new()).await;
+
+    let list = app.page("/").await;
+    assert!(!list.contains("<script>alert"), "{list}");
+    assert!(!list.contains("<img src=x"), "{list}");
+    assert!(
+        list.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{list}"
+    );
+    let href = links_containing(&list, "/dags/%3Cscript")[0].clone();
+    assert_eq!(href, "/dags/%3Cscript%3Ealert%281%29%3C%2Fscript%3E");
+    let page = app.page(&href).await;
+    assert!(!page.contains("<script>alert"), "{page}");
+    assert!(
+        page.contains("&#34;&#62;&#60;script&#62;alert(3)"),
+        "{page}"
+    );
+}
