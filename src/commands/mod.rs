@@ -1,8 +1,14 @@
 //! One module per top-level command.
 
+pub mod backfill;
+pub mod config;
 pub mod dags;
 pub mod db;
+pub mod graph;
+pub mod output;
+pub mod runs;
 pub mod standalone;
+pub mod tasks;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,6 +30,13 @@ pub fn report(error: anyhow::Error) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Who a CLI action is recorded as: `cli:$USER`.
+pub fn who() -> String {
+    std::env::var("USER")
+        .map(|u| format!("cli:{u}"))
+        .unwrap_or_else(|_| "cli".to_owned())
 }
 
 pub fn init_tracing(command: &Command) {
