@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `sluice` binary, started as users start it.
 
+mod backfill;
 mod cli;
 mod standalone;
 mod support;
