@@ -2,5 +2,6 @@
 
 mod backfill;
 mod cli;
+mod commands;
 mod standalone;
 mod support;
