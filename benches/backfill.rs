@@ -37,14 +37,20 @@ async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = std::env::var("SLUICE_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
-    let kind = if url.starts_with("sqlite") { "SQLite" } else { "PostgreSQL" };
+    let kind = if url.starts_with("sqlite") {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    };
     let dags = dir.path().join("dags");
     std::fs::create_dir_all(&dags).unwrap();
     let ids: Vec<String> = (0..REPEATS).map(|i| format!("year_{i}")).collect();
     for id in &ids {
         std::fs::write(dags.join(format!("{id}.yaml")), dag_yaml(id)).unwrap();
     }
-    let store = sluice_store::connect(&url).await.expect("opening the bench database");
+    let store = sluice_store::connect(&url)
+        .await
+        .expect("opening the bench database");
     let clock = Arc::new(SystemClock);
     let scheduler = Arc::new(Scheduler::new(
         store.clone(),
@@ -81,7 +87,9 @@ async fn main() {
             now: Utc::now(),
         };
         let started = Instant::now();
-        let plan = backfill::plan(store.as_ref(), dag, &request).await.expect("planning");
+        let plan = backfill::plan(store.as_ref(), dag, &request)
+            .await
+            .expect("planning");
         assert_eq!(plan.runs.len(), 365);
         let record = backfill::create(store.as_ref(), dag, &plan, &request)
             .await
@@ -92,7 +100,10 @@ async fn main() {
             if current.state != BackfillState::Running {
                 break current.state;
             }
-            assert!(started.elapsed() < Duration::from_secs(300), "the backfill did not end");
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "the backfill did not end"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         let total = started.elapsed();

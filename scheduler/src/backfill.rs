@@ -308,10 +308,15 @@ pub fn parse_date(text: &str, tz: Tz, bound: Bound) -> Result<DateTime<Utc>, Str
     let exact = if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         at.with_timezone(&Utc)
     } else {
-        let naive = ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
-            .iter()
-            .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-            .ok_or_else(bad)?;
+        let naive = [
+            "%Y-%m-%dT%H:%M:%S",
+            "%Y-%m-%dT%H:%M",
+            "%Y-%m-%d %H:%M:%S",
+            "%Y-%m-%d %H:%M",
+        ]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+        .ok_or_else(bad)?;
         local(naive, tz)?
     };
     Ok(match bound {

@@ -8,8 +8,8 @@ pub mod registry;
 pub mod runs;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -226,7 +226,8 @@ impl Scheduler {
         report: &mut TickReport,
     ) -> Result<(), SchedulerError> {
         let open = self.store.open_backfills().await?;
-        self.backfills_open.store(!open.is_empty(), Ordering::Relaxed);
+        self.backfills_open
+            .store(!open.is_empty(), Ordering::Relaxed);
         for backfill in open {
             let paused = self
                 .paused

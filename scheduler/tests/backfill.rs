@@ -10,9 +10,7 @@ use sluice_core::{BackfillState, Dag, RunState, RunType, parse_dag};
 use sluice_scheduler::backfill::{self, Action, BackfillRequest, Bound};
 use sluice_scheduler::{FolderLoader, Scheduler, SchedulerConfig};
 use sluice_store::testing::{TestDatabase, fresh_postgres_url};
-use sluice_store::{
-    AttemptOutcome, Claim, FinishAttempt, Paused, RunRange, RunRecord, Store,
-};
+use sluice_store::{AttemptOutcome, Claim, FinishAttempt, Paused, RunRange, RunRecord, Store};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -215,11 +213,19 @@ async fn backfill_across_dst_keeps_the_wall_clock_time_in_the_dag_timezone(backe
         .map(|r| r.interval.length().num_hours())
         .collect();
     assert_eq!(lengths, [24, 25, 24], "{:?}", autumn.runs);
-    assert_eq!(autumn.runs[1].interval.start, local(tz, 2026, 10, 25, 2, 30));
+    assert_eq!(
+        autumn.runs[1].interval.start,
+        local(tz, 2026, 10, 25, 2, 30)
+    );
 
-    let record = backfill::create(store, &f.dag, &plan, &request(&f.dag, "2026-03-27", "2026-03-30"))
-        .await
-        .unwrap();
+    let record = backfill::create(
+        store,
+        &f.dag,
+        &plan,
+        &request(&f.dag, "2026-03-27", "2026-03-30"),
+    )
+    .await
+    .unwrap();
     run_to_end(&f, record.id, |_, _| false).await;
     let runs = backfill_runs(store, &f.dag).await;
     let ids: Vec<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
@@ -242,9 +248,13 @@ async fn monthly_backfill_across_month_ends_covers_each_month_once(backend: Back
     };
     let tz = f.dag.timezone;
     // from Jan 31: the January run (logical date Jan 1) is before the range
-    let plan = backfill::plan(f.store.as_ref(), &f.dag, &request(&f.dag, "2026-01-31", "2026-03-31"))
-        .await
-        .unwrap();
+    let plan = backfill::plan(
+        f.store.as_ref(),
+        &f.dag,
+        &request(&f.dag, "2026-01-31", "2026-03-31"),
+    )
+    .await
+    .unwrap();
     let intervals: Vec<(DateTime<Utc>, DateTime<Utc>)> = plan
         .runs
         .iter()
@@ -261,9 +271,13 @@ async fn monthly_backfill_across_month_ends_covers_each_month_once(backend: Back
     assert_eq!(plan.runs[0].interval.length().num_hours(), 28 * 24);
     assert_eq!(plan.runs[1].interval.length().num_hours(), 31 * 24 - 1);
     // a range ending on the last day of a month covers that month's run
-    let plan = backfill::plan(f.store.as_ref(), &f.dag, &request(&f.dag, "2026-01-01", "2026-01-31"))
-        .await
-        .unwrap();
+    let plan = backfill::plan(
+        f.store.as_ref(),
+        &f.dag,
+        &request(&f.dag, "2026-01-01", "2026-01-31"),
+    )
+    .await
+    .unwrap();
     assert_eq!(plan.runs.len(), 1);
     assert_eq!(plan.runs[0].interval.start, local(tz, 2026, 1, 1, 0, 0));
 }
@@ -278,7 +292,9 @@ async fn scheduler_runs_a_backfill_within_its_max_active_runs_oldest_first(backe
     asked.max_active_runs = Some(3);
     let plan = backfill::plan(store, &f.dag, &asked).await.unwrap();
     assert_eq!(plan.max_active_runs, 3);
-    let record = backfill::create(store, &f.dag, &plan, &asked).await.unwrap();
+    let record = backfill::create(store, &f.dag, &plan, &asked)
+        .await
+        .unwrap();
     f.scheduler.tick(now()).await.unwrap();
     let running: Vec<RunRecord> = backfill_runs(store, &f.dag)
         .await
@@ -306,7 +322,9 @@ async fn rerun_failed_reruns_only_the_failed_runs(backend: Backend) {
     let store = f.store.as_ref();
     let asked = request(&f.dag, "2026-06-01", "2026-06-04");
     let plan = backfill::plan(store, &f.dag, &asked).await.unwrap();
-    let first = backfill::create(store, &f.dag, &plan, &asked).await.unwrap();
+    let first = backfill::create(store, &f.dag, &plan, &asked)
+        .await
+        .unwrap();
     // `load` fails on June 2 and 4
     let bad = |run_id: &str, task_id: &str| {
         task_id == "load" && (run_id.contains("06-02") || run_id.contains("06-04"))
@@ -333,7 +351,9 @@ async fn rerun_failed_reruns_only_the_failed_runs(backend: Backend) {
         tasks: vec!["load".to_owned()],
     };
     assert_eq!(actions, [&keep, &load, &keep, &load]);
-    let second = backfill::create(store, &f.dag, &plan, &rerun).await.unwrap();
+    let second = backfill::create(store, &f.dag, &plan, &rerun)
+        .await
+        .unwrap();
     assert_ne!(second.id, first.id);
     run_to_end(&f, second.id, |_, _| false).await;
 
@@ -343,7 +363,11 @@ async fn rerun_failed_reruns_only_the_failed_runs(backend: Backend) {
     let attempts_after = attempts_by_run(store, &f.dag).await;
     for ((run_id, before), (_, after)) in attempts_before.iter().zip(&attempts_after) {
         if run_id.contains("06-02") || run_id.contains("06-04") {
-            assert_eq!(after.len(), before.len() + 1, "{run_id}: one more try of load");
+            assert_eq!(
+                after.len(),
+                before.len() + 1,
+                "{run_id}: one more try of load"
+            );
         } else {
             assert_eq!(after, before, "{run_id}: a successful run is left alone");
         }
@@ -373,7 +397,9 @@ async fn tasks_regex_reruns_those_tasks_in_successful_runs(backend: Backend) {
     let store = f.store.as_ref();
     let asked = request(&f.dag, "2026-06-01", "2026-06-02");
     let plan = backfill::plan(store, &f.dag, &asked).await.unwrap();
-    let first = backfill::create(store, &f.dag, &plan, &asked).await.unwrap();
+    let first = backfill::create(store, &f.dag, &plan, &asked)
+        .await
+        .unwrap();
     run_to_end(&f, first.id, |_, _| false).await;
 
     let mut only = asked.clone();
@@ -386,12 +412,19 @@ async fn tasks_regex_reruns_those_tasks_in_successful_runs(backend: Backend) {
     let expected = Action::Rerun {
         tasks: vec!["extract".to_owned(), "load".to_owned()],
     };
-    assert!(plan.runs.iter().all(|r| r.action == expected), "{:?}", plan.runs);
+    assert!(
+        plan.runs.iter().all(|r| r.action == expected),
+        "{:?}",
+        plan.runs
+    );
     let second = backfill::create(store, &f.dag, &plan, &only).await.unwrap();
     run_to_end(&f, second.id, |_, _| false).await;
     for (_, attempts) in attempts_by_run(store, &f.dag).await {
         let tries = |task: &str| attempts.iter().filter(|(t, _)| t == task).count();
-        assert_eq!((tries("extract"), tries("load"), tries("report")), (2, 2, 1));
+        assert_eq!(
+            (tries("extract"), tries("load"), tries("report")),
+            (2, 2, 1)
+        );
     }
 }
 
@@ -402,7 +435,9 @@ async fn a_paused_dags_backfill_waits(backend: Backend) {
     let store = f.store.as_ref();
     let asked = request(&f.dag, "2026-05-01", "2026-05-02");
     let plan = backfill::plan(store, &f.dag, &asked).await.unwrap();
-    let record = backfill::create(store, &f.dag, &plan, &asked).await.unwrap();
+    let record = backfill::create(store, &f.dag, &plan, &asked)
+        .await
+        .unwrap();
     store.set_paused("berlin", Paused::Paused).await.unwrap();
     f.scheduler.tick(now()).await.unwrap();
     let progress = store.backfill_progress(record.id).await.unwrap();

@@ -12,8 +12,8 @@ use chrono::Utc;
 use chrono_tz::Tz;
 use clap::{Args, Subcommand};
 use sluice_core::{BackfillState, Dag};
-use sluice_scheduler::backfill::{self, Action, BackfillPlan, BackfillRequest, Bound};
 use sluice_scheduler::SchedulerError;
+use sluice_scheduler::backfill::{self, Action, BackfillPlan, BackfillRequest, Bound};
 use sluice_store::{BackfillRecord, RunRange, Store, StoreError};
 
 use super::output::{self, Output, Table};
@@ -332,7 +332,15 @@ async fn status(cli: &Cli, id: i64) -> anyhow::Result<ExitCode> {
         Some(dag) => output::timezone(&dag.timezone),
         None => Tz::UTC,
     };
-    let mut table = Table::new(&["BACKFILL", "DAG", "STATE", "FROM", "BEFORE", "MAX ACTIVE", "ORDER"]);
+    let mut table = Table::new(&[
+        "BACKFILL",
+        "DAG",
+        "STATE",
+        "FROM",
+        "BEFORE",
+        "MAX ACTIVE",
+        "ORDER",
+    ]);
     table.row(vec![
         record.id.to_string(),
         record.dag_id.clone(),
@@ -340,7 +348,12 @@ async fn status(cli: &Cli, id: i64) -> anyhow::Result<ExitCode> {
         output::time(Some(record.range_start), tz),
         output::time(Some(record.range_end), tz),
         record.max_active_runs.to_string(),
-        if record.reverse { "newest first" } else { "oldest first" }.to_owned(),
+        if record.reverse {
+            "newest first"
+        } else {
+            "oldest first"
+        }
+        .to_owned(),
     ]);
     table.print();
     println!(
@@ -371,7 +384,10 @@ async fn cancel(cli: &Cli, id: i64) -> anyhow::Result<ExitCode> {
     if store.cancel_backfill(id, Utc::now()).await? {
         println!("backfill {id} of {} cancelled", record.dag_id);
     } else {
-        println!("backfill {id} of {} had already ended ({})", record.dag_id, record.state);
+        println!(
+            "backfill {id} of {} had already ended ({})",
+            record.dag_id, record.state
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

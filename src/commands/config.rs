@@ -62,7 +62,10 @@ pub fn command_with_file(
                 let Some(sub) = command.find_subcommand(key) else {
                     return Err(format!("{}: unknown section [{key}]", path.display()));
                 };
-                let ids: Vec<String> = sub.get_arguments().map(|a| a.get_id().to_string()).collect();
+                let ids: Vec<String> = sub
+                    .get_arguments()
+                    .map(|a| a.get_id().to_string())
+                    .collect();
                 for (id, value) in section {
                     if !ids.contains(id) {
                         return Err(format!(
@@ -71,14 +74,20 @@ pub fn command_with_file(
                             ids.join(", ")
                         ));
                     }
-                    let text = scalar(value)
-                        .ok_or_else(|| format!("{}: [{key}] {id}: expected a value", path.display()))?;
-                    settings.values.push((key.clone(), id.clone(), text.clone()));
-                    command = command.mut_subcommand(key, |s| s.mut_arg(id, |a| a.default_value(text)));
+                    let text = scalar(value).ok_or_else(|| {
+                        format!("{}: [{key}] {id}: expected a value", path.display())
+                    })?;
+                    settings
+                        .values
+                        .push((key.clone(), id.clone(), text.clone()));
+                    command =
+                        command.mut_subcommand(key, |s| s.mut_arg(id, |a| a.default_value(text)));
                 }
             }
             value => {
-                let known = command.get_arguments().any(|a| a.get_id() == key && a.is_global_set());
+                let known = command
+                    .get_arguments()
+                    .any(|a| a.get_id() == key && a.is_global_set());
                 if !known || key == "config" {
                     return Err(format!(
                         "{}: unknown setting `{key}` (top-level keys: database_url, dags_folder, output; commands take a [section])",
@@ -87,7 +96,9 @@ pub fn command_with_file(
                 }
                 let text = scalar(value)
                     .ok_or_else(|| format!("{}: {key}: expected a value", path.display()))?;
-                settings.values.push((String::new(), key.clone(), text.clone()));
+                settings
+                    .values
+                    .push((String::new(), key.clone(), text.clone()));
                 command = command.mut_arg(key, |a| a.default_value(text));
             }
         }
@@ -148,7 +159,10 @@ pub fn show(
         file.get(section, id).map(|_| {
             format!(
                 "file {}",
-                file.path.as_deref().unwrap_or(Path::new(DEFAULT_FILE)).display()
+                file.path
+                    .as_deref()
+                    .unwrap_or(Path::new(DEFAULT_FILE))
+                    .display()
             )
         })
     };
@@ -218,7 +232,11 @@ fn env_name(arg: &clap::Arg) -> String {
 /// Passwords in URLs become `***`; settings named like secrets are hidden whole.
 fn mask(id: &str, value: &str) -> String {
     let lower = id.to_ascii_lowercase();
-    if ["password", "secret", "token"].iter().any(|w| lower.contains(w)) && !value.is_empty() {
+    if ["password", "secret", "token"]
+        .iter()
+        .any(|w| lower.contains(w))
+        && !value.is_empty()
+    {
         return "***".to_owned();
     }
     sluice_store::redact_url(value)

@@ -229,7 +229,11 @@ pub(crate) fn dag_from_folder(cli: &Cli, dag_id: &str) -> anyhow::Result<Dag> {
 }
 
 /// The DAG as the database knows it: the version the scheduler loaded.
-pub(crate) async fn dag_from_store(store: &dyn Store, cli: &Cli, dag_id: &str) -> anyhow::Result<Dag> {
+pub(crate) async fn dag_from_store(
+    store: &dyn Store,
+    cli: &Cli,
+    dag_id: &str,
+) -> anyhow::Result<Dag> {
     let Some(record) = store.get_dag(dag_id).await? else {
         return Err(not_in_database(cli, dag_id));
     };

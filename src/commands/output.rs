@@ -58,7 +58,10 @@ impl Table {
                 line.push_str(cell);
                 if i + 1 < row.len() {
                     let width = widths.get(i).copied().unwrap_or(0);
-                    line.extend(std::iter::repeat_n(' ', width.saturating_sub(cell.chars().count())));
+                    line.extend(std::iter::repeat_n(
+                        ' ',
+                        width.saturating_sub(cell.chars().count()),
+                    ));
                 }
             }
             out.push_str(line.trim_end());
@@ -76,7 +79,10 @@ pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
 /// `2026-03-29 03:00 CEST`, or `-`.
 pub fn time(at: Option<DateTime<Utc>>, tz: Tz) -> String {
     match at {
-        Some(at) => at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string(),
+        Some(at) => at
+            .with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M %Z")
+            .to_string(),
         None => "-".to_owned(),
     }
 }

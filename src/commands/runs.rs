@@ -48,7 +48,16 @@ pub async fn run(cli: &Cli, command: &RunsCommand) -> anyhow::Result<ExitCode> {
             state,
             since,
             limit,
-        } => list(cli, dag_id.as_deref(), state.as_deref(), since.as_deref(), *limit).await,
+        } => {
+            list(
+                cli,
+                dag_id.as_deref(),
+                state.as_deref(),
+                since.as_deref(),
+                *limit,
+            )
+            .await
+        }
         RunsCommand::Show { run, run_id } => show(cli, run, run_id.as_deref()).await,
     }
 }
@@ -162,7 +171,13 @@ async fn show(cli: &Cli, run: &str, run_id: Option<&str>) -> anyhow::Result<Exit
         return Ok(ExitCode::SUCCESS);
     }
     let tz = zone_of(store.as_ref(), Some(dag_id)).await?;
-    println!("{} {} · {} · {}", record.dag_id, record.run_id, run_type(&record), record.state);
+    println!(
+        "{} {} · {} · {}",
+        record.dag_id,
+        record.run_id,
+        run_type(&record),
+        record.state
+    );
     println!(
         "logical date {} · interval {} → {}",
         output::time(Some(record.logical_date), tz),
@@ -190,7 +205,9 @@ async fn show(cli: &Cli, run: &str, run_id: Option<&str>) -> anyhow::Result<Exit
     table.print();
     if !attempts.is_empty() {
         println!();
-        let mut table = Table::new(&["ATTEMPT", "TASK", "TRY", "STATE", "WORKER", "DURATION", "ERROR"]);
+        let mut table = Table::new(&[
+            "ATTEMPT", "TASK", "TRY", "STATE", "WORKER", "DURATION", "ERROR",
+        ]);
         for attempt in &attempts {
             table.row(vec![
                 attempt.id.to_string(),

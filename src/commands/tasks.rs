@@ -209,7 +209,10 @@ async fn clear(
             ))
             .into());
         }
-        eprint!("clear {total} task instances in {} runs? [y/N] ", plan.len());
+        eprint!(
+            "clear {total} task instances in {} runs? [y/N] ",
+            plan.len()
+        );
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -252,7 +255,10 @@ fn local_run<'a>(
         Some(text) => backfill::parse_date(text, dag.timezone, Bound::Start)
             .map_err(|e| UsageError(format!("--date: {e}")))?,
         None => {
-            let today = Utc::now().with_timezone(&dag.timezone).date_naive().to_string();
+            let today = Utc::now()
+                .with_timezone(&dag.timezone)
+                .date_naive()
+                .to_string();
             backfill::parse_date(&today, dag.timezone, Bound::Start)
                 .map_err(|e| UsageError(format!("--date: {e}")))?
         }

@@ -331,9 +331,10 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<RunRecord>> {
         let mut tx = self.write_tx().await?;
-        let running: i64 = sqlx::query_scalar(
-            concat!("SELECT COUNT(*) FROM dag_runs WHERE dag_id = ? AND state = 'running' AND ", not_in_open_backfill!()),
-        )
+        let running: i64 = sqlx::query_scalar(concat!(
+            "SELECT COUNT(*) FROM dag_runs WHERE dag_id = ? AND state = 'running' AND ",
+            not_in_open_backfill!()
+        ))
         .bind(dag_id)
         .fetch_one(&mut *tx)
         .await?;
@@ -343,8 +344,12 @@ impl Store for SqliteStore {
         }
         let rows = sqlx::query(concat!(
             "UPDATE dag_runs SET state = 'running', started_at = ? WHERE pk IN \
-             (SELECT pk FROM dag_runs WHERE dag_id = ? AND state = 'queued' AND ", not_in_open_backfill!(), " ORDER BY logical_date LIMIT ?) \
-             RETURNING ", run_columns!(), ""
+             (SELECT pk FROM dag_runs WHERE dag_id = ? AND state = 'queued' AND ",
+            not_in_open_backfill!(),
+            " ORDER BY logical_date LIMIT ?) \
+             RETURNING ",
+            run_columns!(),
+            ""
         ))
         .bind(micros(now))
         .bind(dag_id)

@@ -32,14 +32,20 @@ fn runs_json(app: &TestApp) -> Vec<serde_json::Value> {
 
 async fn backfill_resumes_after_the_cli_is_killed(app: TestApp) {
     // the scheduler has loaded the DAG once the dry run stops answering "not in the database"
-    let dry = app.cli_until(&backfill_args(&["--dry-run"]), |o| o.status.code() != Some(2));
+    let dry = app.cli_until(&backfill_args(&["--dry-run"]), |o| {
+        o.status.code() != Some(2)
+    });
     assert!(dry.status.success(), "{}", text(&dry.stderr));
 
     let mut first = app.spawn_cli(&backfill_args(&[]));
     let status = app.cli_until(&["backfill", "status", "1", "--output", "json"], |o| {
         o.status.success()
     });
-    assert!(status.status.success(), "the backfill was created: {}", text(&status.stderr));
+    assert!(
+        status.status.success(),
+        "the backfill was created: {}",
+        text(&status.stderr)
+    );
     first.kill().expect("kill -9 the waiting CLI");
     let _ = first.wait();
     let seen: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
@@ -49,7 +55,10 @@ async fn backfill_resumes_after_the_cli_is_killed(app: TestApp) {
     let stdout = text(&again.stdout);
     assert!(again.status.success(), "{stdout}\n{}", text(&again.stderr));
     assert!(stdout.contains("resuming backfill 1 of slow"), "{stdout}");
-    assert!(stdout.contains("backfill 1 success: 6 succeeded"), "{stdout}");
+    assert!(
+        stdout.contains("backfill 1 success: 6 succeeded"),
+        "{stdout}"
+    );
 
     let runs = runs_json(&app);
     let mut dates: Vec<&str> = runs
@@ -60,17 +69,22 @@ async fn backfill_resumes_after_the_cli_is_killed(app: TestApp) {
     assert_eq!(dates.len(), 6, "six runs, none duplicated: {runs:?}");
     dates.dedup();
     assert_eq!(dates.len(), 6);
-    assert!(runs
-        .iter()
-        .filter(|r| r["backfill_id"] == 1)
-        .all(|r| r["run_type"] == "backfill" && r["state"] == "success"));
+    assert!(
+        runs.iter()
+            .filter(|r| r["backfill_id"] == 1)
+            .all(|r| r["run_type"] == "backfill" && r["state"] == "success")
+    );
     let table = text(&app.cli(&["runs", "list", "slow"]).stdout);
     assert!(table.contains("backfill #1"), "{table}");
 
     // once it is done, the same command finds nothing to do
     let done = app.cli(&backfill_args(&[]));
     assert!(done.status.success());
-    assert!(text(&done.stderr).contains("nothing to do"), "{}", text(&done.stderr));
+    assert!(
+        text(&done.stderr).contains("nothing to do"),
+        "{}",
+        text(&done.stderr)
+    );
 }
 
 #[tokio::test]
@@ -93,18 +107,18 @@ async fn dump(url: &str) -> Vec<(String, Vec<String>)> {
     let mut tables = Vec::new();
     if url.starts_with("sqlite:") {
         let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        let names: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
         for name in names {
-            let columns: Vec<String> =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT name FROM pragma_table_info('{name}')")))
-                    .fetch_all(&mut conn)
-                    .await
-                    .unwrap();
+            let columns: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT name FROM pragma_table_info('{name}')"
+            )))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
             let row = columns
                 .iter()
                 .map(|c| format!("quote(\"{c}\")"))
@@ -145,7 +159,11 @@ async fn dry_run_changes_nothing(mut app: TestApp) {
     // stop the scheduler and workers: from here on only the CLI could write
     app.stop();
     let before = dump(&app.database_url).await;
-    assert!(before.iter().any(|(name, rows)| name == "backfills" && rows.len() == 1));
+    assert!(
+        before
+            .iter()
+            .any(|(name, rows)| name == "backfills" && rows.len() == 1)
+    );
     for extra in [
         &["--dry-run"][..],
         &["--dry-run", "--rerun-failed"],
@@ -153,9 +171,16 @@ async fn dry_run_changes_nothing(mut app: TestApp) {
         &["--dry-run", "--reverse", "--output", "json"],
     ] {
         let output = app.cli(&backfill_args(extra));
-        assert!(output.status.success(), "{extra:?}: {}", text(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{extra:?}: {}",
+            text(&output.stderr)
+        );
     }
-    let plan = text(&app.cli(&backfill_args(&["--dry-run", "--tasks", "work"])).stdout);
+    let plan = text(
+        &app.cli(&backfill_args(&["--dry-run", "--tasks", "work"]))
+            .stdout,
+    );
     assert!(plan.contains("rerun work"), "{plan}");
     assert!(plan.contains("Nothing was changed"), "{plan}");
     let after = dump(&app.database_url).await;
@@ -181,15 +206,36 @@ fn a_bad_date_or_dag_is_one_line_and_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     for (args, expected) in [
         (
-            &["backfill", "slow", "--start", "2026-02-30", "--end", "2026-03-01"][..],
+            &[
+                "backfill",
+                "slow",
+                "--start",
+                "2026-02-30",
+                "--end",
+                "2026-03-01",
+            ][..],
             "--start: `2026-02-30` is not a date",
         ),
         (
-            &["backfill", "slow", "--start", "2026-02-01", "--end", "yesterday"],
+            &[
+                "backfill",
+                "slow",
+                "--start",
+                "2026-02-01",
+                "--end",
+                "yesterday",
+            ],
             "--end: `yesterday` is not a date",
         ),
         (
-            &["backfill", "nope", "--start", "2026-02-01", "--end", "2026-02-02"],
+            &[
+                "backfill",
+                "nope",
+                "--start",
+                "2026-02-01",
+                "--end",
+                "2026-02-02",
+            ],
             "DAG `nope` is not in the database",
         ),
         (&["backfill", "status", "42"], "no backfill 42"),
@@ -197,7 +243,11 @@ fn a_bad_date_or_dag_is_one_line_and_exit_code_2() {
         let output = sluice(dir.path(), args);
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line, got {stderr}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{args:?}: one line, got {stderr}"
+        );
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
@@ -205,7 +255,9 @@ fn a_bad_date_or_dag_is_one_line_and_exit_code_2() {
 #[tokio::test]
 async fn cancelling_a_backfill_cancels_its_runs_and_the_watcher_exits_3() {
     let app = TestApp::spawn(&[("slow.yaml", SLOW)], None);
-    let dry = app.cli_until(&backfill_args(&["--dry-run"]), |o| o.status.code() != Some(2));
+    let dry = app.cli_until(&backfill_args(&["--dry-run"]), |o| {
+        o.status.code() != Some(2)
+    });
     assert!(dry.status.success(), "{}", text(&dry.stderr));
     let watcher = app.spawn_cli(&backfill_args(&[]));
     let status = app.cli_until(&["backfill", "status", "1"], |o| o.status.success());

@@ -41,36 +41,77 @@ fn tasks_render_prints_every_templated_field_for_the_date() {
     write_dags(dir.path());
     let output = sluice(
         dir.path(),
-        &["tasks", "render", "pipeline", "extract", "--date", "2026-03-01"],
+        &[
+            "tasks",
+            "render",
+            "pipeline",
+            "extract",
+            "--date",
+            "2026-03-01",
+        ],
     );
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert!(stdout.contains("command: echo \"extract 2026-03-01 kr\""), "{stdout}");
-    assert!(stdout.contains("env.TARGET: data/20260301.jsonl"), "{stdout}");
+    assert!(
+        stdout.contains("command: echo \"extract 2026-03-01 kr\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("env.TARGET: data/20260301.jsonl"),
+        "{stdout}"
+    );
     assert!(stdout.contains("2026-03-01 02:00 KST"), "{stdout}");
 
     let output = sluice(
         dir.path(),
-        &["tasks", "render", "pipeline", "nope", "--date", "2026-03-01"],
+        &[
+            "tasks",
+            "render",
+            "pipeline",
+            "nope",
+            "--date",
+            "2026-03-01",
+        ],
     );
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output.stderr).contains("has no task `nope` (tasks: extract, fail, load, report)"));
+    assert!(
+        text(&output.stderr).contains("has no task `nope` (tasks: extract, fail, load, report)")
+    );
 }
 
 #[test]
 fn tasks_test_runs_one_task_without_a_database_and_exits_with_its_outcome() {
     let dir = tempfile::tempdir().unwrap();
     write_dags(dir.path());
-    let args = ["tasks", "test", "pipeline", "extract", "--date", "2026-03-01", "--param", "region=eu"];
+    let args = [
+        "tasks",
+        "test",
+        "pipeline",
+        "extract",
+        "--date",
+        "2026-03-01",
+        "--param",
+        "region=eu",
+    ];
     let output = sluice(dir.path(), &args);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert!(text(&output.stdout).contains("extract 2026-03-01 eu"), "{}", text(&output.stdout));
+    assert!(
+        text(&output.stdout).contains("extract 2026-03-01 eu"),
+        "{}",
+        text(&output.stdout)
+    );
 
-    let output = sluice(dir.path(), &["tasks", "test", "pipeline", "fail", "--date", "2026-03-01"]);
+    let output = sluice(
+        dir.path(),
+        &["tasks", "test", "pipeline", "fail", "--date", "2026-03-01"],
+    );
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stdout).contains("about to fail on 2026-03-01"));
     assert!(text(&output.stderr).contains("command exited with code 4"));
-    assert!(!dir.path().join(".sluice").exists(), "no database was created");
+    assert!(
+        !dir.path().join(".sluice").exists(),
+        "no database was created"
+    );
 }
 
 #[test]
@@ -91,7 +132,10 @@ fn dags_show_prints_the_graph_in_layers() {
     assert_eq!(rows[3][..4], ["2", "report", "shell", "all_done"]);
     assert!(stdout.contains("← load, fail"), "{stdout}");
 
-    let output = sluice(dir.path(), &["dags", "show", "pipeline", "--output", "json"]);
+    let output = sluice(
+        dir.path(),
+        &["dags", "show", "pipeline", "--output", "json"],
+    );
     let graph: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(graph["tasks"][3]["layer"], 2);
 }
@@ -105,7 +149,14 @@ fn config_show_follows_flag_env_file_precedence_and_masks_secrets() {
     )
     .unwrap();
     let output = std::process::Command::new(crate::support::BIN)
-        .args(["config", "show", "--dags-folder", "from-flag", "--output", "json"])
+        .args([
+            "config",
+            "show",
+            "--dags-folder",
+            "from-flag",
+            "--output",
+            "json",
+        ])
         .env_remove("SLUICE_DATABASE_URL")
         .env_remove("SLUICE_DAGS_FOLDER")
         .env("SLUICE_SLOTS", "6")
@@ -116,15 +167,27 @@ fn config_show_follows_flag_env_file_precedence_and_masks_secrets() {
     let settings: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
     let get = |name: &str| {
         let s = settings.iter().find(|s| s["name"] == name).unwrap();
-        (s["value"].as_str().unwrap().to_owned(), s["source"].as_str().unwrap().to_owned())
+        (
+            s["value"].as_str().unwrap().to_owned(),
+            s["source"].as_str().unwrap().to_owned(),
+        )
     };
     assert_eq!(
         get("database_url"),
-        ("postgres://sluice:***@db.internal/sluice".into(), "file sluice.toml".into())
+        (
+            "postgres://sluice:***@db.internal/sluice".into(),
+            "file sluice.toml".into()
+        )
     );
     assert_eq!(get("dags_folder"), ("from-flag".into(), "flag".into()));
-    assert_eq!(get("standalone.slots"), ("6".into(), "env SLUICE_SLOTS".into()));
-    assert_eq!(get("standalone.port"), ("9999".into(), "file sluice.toml".into()));
+    assert_eq!(
+        get("standalone.slots"),
+        ("6".into(), "env SLUICE_SLOTS".into())
+    );
+    assert_eq!(
+        get("standalone.port"),
+        ("9999".into(), "file sluice.toml".into())
+    );
     assert!(!text(&output.stdout).contains("hunter2"));
 
     std::fs::write(dir.path().join("sluice.toml"), "[standalone]\nprot = 1\n").unwrap();
@@ -153,19 +216,31 @@ fn completions_and_help_examples() {
         &["completions", "--help"],
     ] {
         let output = sluice(dir.path(), command);
-        assert!(text(&output.stdout).contains("Example: sluice"), "{command:?}");
+        assert!(
+            text(&output.stdout).contains("Example: sluice"),
+            "{command:?}"
+        );
     }
 }
 
 #[tokio::test]
 async fn runs_show_and_tasks_clear_keep_every_attempt() {
     let app = TestApp::spawn(&[("pipeline.yaml", PIPELINE)], None);
-    let args = ["backfill", "pipeline", "--start", "2026-03-01", "--end", "2026-03-02"];
+    let args = [
+        "backfill",
+        "pipeline",
+        "--start",
+        "2026-03-01",
+        "--end",
+        "2026-03-02",
+    ];
     let output = app.cli_until(&args, |o| o.status.code() != Some(2));
     // `fail` fails, so the backfill fails
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
 
-    let output = app.cli(&["runs", "list", "pipeline", "--state", "failed", "--output", "json"]);
+    let output = app.cli(&[
+        "runs", "list", "pipeline", "--state", "failed", "--output", "json",
+    ]);
     let mut runs: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
     // the scheduler's own latest run fails too; the backfill's two are the ones of interest
     runs.retain(|r| r["backfill_id"] == 1);
@@ -174,17 +249,38 @@ async fn runs_show_and_tasks_clear_keep_every_attempt() {
     let output = app.cli(&["runs", "show", &format!("pipeline/{run_id}")]);
     let shown = text(&output.stdout);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert!(shown.contains("backfill #1") && shown.contains("command exited with code 4"), "{shown}");
+    assert!(
+        shown.contains("backfill #1") && shown.contains("command exited with code 4"),
+        "{shown}"
+    );
 
     // --since is a day in the DAG's timezone
-    let output = app.cli(&["runs", "list", "pipeline", "--since", "2026-03-02", "--output", "json"]);
+    let output = app.cli(&[
+        "runs",
+        "list",
+        "pipeline",
+        "--since",
+        "2026-03-02",
+        "--output",
+        "json",
+    ]);
     let mut since: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
     since.retain(|r| r["backfill_id"] == 1);
     assert_eq!(since.len(), 1, "{since:?}");
     assert_ne!(since[0]["run_id"], run_id.as_str());
 
     // clearing needs --yes without a terminal, and then keeps the first attempt
-    let clear = ["tasks", "clear", "pipeline", "--start", "2026-03-01", "--end", "2026-03-01", "--tasks", "^fail$"];
+    let clear = [
+        "tasks",
+        "clear",
+        "pipeline",
+        "--start",
+        "2026-03-01",
+        "--end",
+        "2026-03-01",
+        "--tasks",
+        "^fail$",
+    ];
     let output = app.cli(&clear);
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("pass --yes"));
@@ -193,11 +289,14 @@ async fn runs_show_and_tasks_clear_keep_every_attempt() {
     let output = app.cli(&with_yes);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("cleared 1 task instances in 1 runs"));
-    let shown = app.cli_until(&["runs", "show", "pipeline", &run_id, "--output", "json"], |o| {
-        let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        run["run"]["state"] == "failed"
-            && run["attempts"].as_array().is_some_and(|a| a.len() == 5)
-    });
+    let shown = app.cli_until(
+        &["runs", "show", "pipeline", &run_id, "--output", "json"],
+        |o| {
+            let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+            run["run"]["state"] == "failed"
+                && run["attempts"].as_array().is_some_and(|a| a.len() == 5)
+        },
+    );
     let run: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     let fail_tries: Vec<&serde_json::Value> = run["attempts"]
         .as_array()

@@ -31,7 +31,11 @@ pub struct LocalRun<'a> {
 
 impl LocalRun<'_> {
     /// The context the task's templates and processes would see in a real run.
-    pub fn context(&self, log: LogSink, cancel: CancellationToken) -> Result<StepContext, StepError> {
+    pub fn context(
+        &self,
+        log: LogSink,
+        cancel: CancellationToken,
+    ) -> Result<StepContext, StepError> {
         let attempt = ClaimedAttempt {
             lease: Lease {
                 attempt_id: 0,
@@ -71,7 +75,11 @@ impl LocalRun<'_> {
     }
 
     /// Runs the task's step under its timeout; `cancel` stops it (its process group is killed).
-    pub async fn run(&self, log: LogSink, cancel: CancellationToken) -> Result<StepOutput, StepError> {
+    pub async fn run(
+        &self,
+        log: LogSink,
+        cancel: CancellationToken,
+    ) -> Result<StepOutput, StepError> {
         let ctx = self.context(log, cancel)?;
         let step = steps::run(&self.task.step, &ctx);
         match self.task.timeout {

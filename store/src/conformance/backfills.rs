@@ -52,9 +52,7 @@ async fn finish_all(store: &dyn Store, outcome: AttemptOutcome, now: DateTime<Ut
     }
 }
 
-pub async fn backfill_runs_start_within_its_limit_oldest_first_and_it_finishes(
-    store: &dyn Store,
-) {
+pub async fn backfill_runs_start_within_its_limit_oldest_first_and_it_finishes(store: &dyn Store) {
     let now = t(100 * DAY);
     let backfill = store
         .create_backfill(&new_backfill("sales", 0..5, 2))
@@ -85,7 +83,10 @@ pub async fn backfill_runs_start_within_its_limit_oldest_first_and_it_finishes(
             .expect("stepping");
         assert!(step.started.len() <= 2);
         order.extend(step.started.iter().map(|r| r.logical_date));
-        let progress = store.backfill_progress(backfill.id).await.expect("progress");
+        let progress = store
+            .backfill_progress(backfill.id)
+            .await
+            .expect("progress");
         assert!(progress.running <= 2, "{progress:?}");
         if let Some(state) = step.finished {
             assert_eq!(state, BackfillState::Success);
@@ -102,7 +103,10 @@ pub async fn backfill_runs_start_within_its_limit_oldest_first_and_it_finishes(
     assert_eq!(record.state, BackfillState::Success);
     assert_eq!(record.ended_at, Some(now));
     assert!(store.open_backfills().await.expect("listing").is_empty());
-    let progress = store.backfill_progress(backfill.id).await.expect("progress");
+    let progress = store
+        .backfill_progress(backfill.id)
+        .await
+        .expect("progress");
     assert_eq!((progress.total, progress.success), (5, 5));
 }
 
@@ -253,7 +257,10 @@ pub async fn a_backfill_reruns_existing_runs_within_its_limit(store: &dyn Store)
         finish_all(store, AttemptOutcome::Success, now).await;
     }
     assert_eq!(run_state(store, run.pk).await, RunState::Success);
-    let progress = store.backfill_progress(backfill.id).await.expect("progress");
+    let progress = store
+        .backfill_progress(backfill.id)
+        .await
+        .expect("progress");
     assert_eq!((progress.total, progress.success), (2, 2));
 }
 
@@ -268,9 +275,22 @@ pub async fn cancel_backfill_cancels_its_unfinished_runs(store: &dyn Store) {
         .await
         .expect("stepping");
     let attempt = claim_one(store, now).await;
-    assert!(store.cancel_backfill(backfill.id, now).await.expect("cancelling"));
-    assert!(!store.cancel_backfill(backfill.id, now).await.expect("again"));
-    let progress = store.backfill_progress(backfill.id).await.expect("progress");
+    assert!(
+        store
+            .cancel_backfill(backfill.id, now)
+            .await
+            .expect("cancelling")
+    );
+    assert!(
+        !store
+            .cancel_backfill(backfill.id, now)
+            .await
+            .expect("again")
+    );
+    let progress = store
+        .backfill_progress(backfill.id)
+        .await
+        .expect("progress");
     assert_eq!((progress.total, progress.cancelled), (3, 3), "{progress:?}");
     assert_lease_lost(
         store
