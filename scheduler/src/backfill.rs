@@ -87,6 +87,9 @@ impl BackfillPlan {
     }
 }
 
+/// The most runs one backfill may hold.
+pub const MAX_RUNS: usize = 100_000;
+
 /// The intervals a backfill covers: every schedule point with a logical date in the range
 /// whose interval has ended at `now`, oldest first, and how many are not due yet. The DAG's
 /// `start_date`, `end_date` and `catchup` do not limit a backfill (it is an explicit request),
@@ -112,6 +115,12 @@ pub fn intervals(
     let mut not_yet_due = 0;
     let mut next = timetable.next_interval_after(range.start);
     while let Some(interval) = next.filter(|i| i.start < range.end) {
+        if due.len() == MAX_RUNS {
+            return Err(SchedulerError::Invalid(format!(
+                "the range holds more than {MAX_RUNS} runs of DAG `{}`: backfill it in parts",
+                dag.id
+            )));
+        }
         if interval.end <= now {
             due.push(interval);
         } else {

@@ -164,6 +164,11 @@ async fn create(cli: &Cli, args: &CreateArgs) -> anyhow::Result<ExitCode> {
         "watch it: sluice backfill status {id} · cancel it: sluice backfill cancel {id}",
         id = record.id
     );
+    if store.get_dag(dag_id).await?.is_some_and(|d| d.is_paused) {
+        eprintln!(
+            "DAG {dag_id} is paused: its backfill waits until `sluice dags unpause {dag_id}`"
+        );
+    }
     if args.no_wait {
         return Ok(ExitCode::SUCCESS);
     }
