@@ -52,23 +52,34 @@ enum Command {
     /// Example: sluice standalone --port 8080 --slots 8
     Standalone(commands::standalone::Args),
     /// Check, list, inspect and trigger DAGs.
+    ///
+    /// Example: sluice dags validate
     #[command(subcommand)]
     Dags(commands::dags::DagsCommand),
     /// Run a DAG over a range of past dates (the scheduler runs it; the CLI watches).
     ///
     /// Example: sluice backfill daily_sales --start 2026-01-01 --end 2026-03-31 --max-active-runs 4
+    ///
     /// Example: sluice backfill status 3
     Backfill(commands::backfill::BackfillArgs),
     /// List runs and show one run with its tasks and attempts.
+    ///
+    /// Example: sluice runs list daily_sales --state failed
     #[command(subcommand)]
     Runs(commands::runs::RunsCommand),
     /// Clear, render and test tasks.
+    ///
+    /// Example: sluice tasks test daily_sales extract --date 2026-01-01
     #[command(subcommand)]
     Tasks(commands::tasks::TasksCommand),
     /// Database maintenance.
+    ///
+    /// Example: sluice db migrate --database-url postgres://sluice@db/sluice
     #[command(subcommand)]
     Db(commands::db::DbCommand),
     /// The settings in effect.
+    ///
+    /// Example: sluice config show
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Print a shell completion script.

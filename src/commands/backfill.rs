@@ -160,6 +160,9 @@ async fn create(cli: &Cli, args: &CreateArgs) -> anyhow::Result<ExitCode> {
             Err(error) => return Err(usage(error)),
         },
     };
+    // listening before saying how to watch: a Ctrl-C from here on only stops the watching
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("listening for Ctrl-C")?;
     eprintln!(
         "watch it: sluice backfill status {id} · cancel it: sluice backfill cancel {id}",
         id = record.id
@@ -172,7 +175,7 @@ async fn create(cli: &Cli, args: &CreateArgs) -> anyhow::Result<ExitCode> {
     if args.no_wait {
         return Ok(ExitCode::SUCCESS);
     }
-    watch(store.as_ref(), &record).await
+    watch(store.as_ref(), &record, interrupt).await
 }
 
 async fn open_backfill_of(
@@ -257,7 +260,11 @@ fn print_plan(cli: &Cli, dag: &Dag, plan: &BackfillPlan) -> anyhow::Result<()> {
 }
 
 /// Shows progress until the backfill ends; Ctrl-C stops watching, not the backfill.
-async fn watch(store: &dyn Store, record: &BackfillRecord) -> anyhow::Result<ExitCode> {
+async fn watch(
+    store: &dyn Store,
+    record: &BackfillRecord,
+    mut interrupt: tokio::signal::unix::Signal,
+) -> anyhow::Result<ExitCode> {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -265,8 +272,6 @@ async fn watch(store: &dyn Store, record: &BackfillRecord) -> anyhow::Result<Exi
         )
         .expect("the progress template is valid"),
     );
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
     let started = std::time::Instant::now();
     loop {
         let current = store
@@ -298,7 +303,7 @@ async fn watch(store: &dyn Store, record: &BackfillRecord) -> anyhow::Result<Exi
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = &mut interrupted => {
+            _ = interrupt.recv() => {
                 bar.abandon();
                 eprintln!(
                     "\nstopped watching; backfill {id} goes on in the scheduler.\n  watch it:  sluice backfill status {id}\n  cancel it: sluice backfill cancel {id}",

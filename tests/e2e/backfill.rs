@@ -270,3 +270,44 @@ async fn cancelling_a_backfill_cancels_its_runs_and_the_watcher_exits_3() {
     let status = text(&app.cli(&["backfill", "status", "1"]).stdout);
     assert!(status.contains("cancelled"), "{status}");
 }
+
+#[tokio::test]
+async fn ctrl_c_stops_watching_and_the_backfill_goes_on() {
+    use std::io::{BufRead, BufReader};
+
+    let app = TestApp::spawn(&[("slow.yaml", SLOW)], None);
+    let dry = app.cli_until(&backfill_args(&["--dry-run"]), |o| {
+        o.status.code() != Some(2)
+    });
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    let mut watcher = app.spawn_cli(&backfill_args(&[]));
+    let mut stderr = BufReader::new(watcher.stderr.take().expect("stderr is piped"));
+    let mut line = String::new();
+    while !line.contains("watch it:") {
+        line.clear();
+        let read = stderr
+            .read_line(&mut line)
+            .expect("reading the watcher's stderr");
+        assert!(read > 0, "the watcher ended before watching");
+    }
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &watcher.id().to_string()])
+        .status()
+        .expect("sending SIGINT");
+    assert!(interrupted.success());
+    let status = watcher.wait().expect("waiting for the watcher");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(
+        rest.contains("backfill 1 goes on in the scheduler"),
+        "{rest}"
+    );
+    assert!(rest.contains("sluice backfill cancel 1"), "{rest}");
+    let done = app.cli_until(&["backfill", "status", "1", "--output", "json"], |o| {
+        let seen: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        seen["backfill"]["state"] == "success"
+    });
+    let seen: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(seen["progress"]["success"], 6, "{seen}");
+}
