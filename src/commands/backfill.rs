@@ -281,12 +281,20 @@ async fn watch(
         let progress = store.backfill_progress(record.id).await?;
         bar.set_length(u64::from(progress.total));
         bar.set_position(u64::from(progress.finished()));
-        bar.set_message(format!(
-            "{} done, {} failed, {} running",
-            progress.success,
-            progress.failed + progress.cancelled,
-            progress.running
-        ));
+        // nothing started after a while: most likely no scheduler is running on this database
+        let idle = progress.running == 0
+            && progress.finished() == 0
+            && started.elapsed() > Duration::from_secs(10);
+        bar.set_message(if idle {
+            "waiting for a scheduler to start its runs (is `sluice standalone` running on this database?)".to_owned()
+        } else {
+            format!(
+                "{} done, {} failed, {} running",
+                progress.success,
+                progress.failed + progress.cancelled,
+                progress.running
+            )
+        });
         if current.state != BackfillState::Running {
             bar.finish_and_clear();
             println!(
