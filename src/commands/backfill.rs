@@ -139,7 +139,7 @@ async fn create(cli: &Cli, args: &CreateArgs) -> anyhow::Result<ExitCode> {
         }
         None => match backfill::create(store.as_ref(), &dag, &plan, &request).await {
             Ok(record) => {
-                println!(
+                out!(
                     "backfill {} of {dag_id}: {} runs to create, {} to rerun, {} kept; at most {} at a time, {} first",
                     record.id,
                     plan.count(|a| *a == Action::Create),
@@ -207,7 +207,7 @@ fn resume(
         ))
         .into());
     }
-    println!(
+    out!(
         "resuming backfill {} of {} (created {}; its options are kept)",
         open.id,
         dag.id,
@@ -247,7 +247,7 @@ fn print_plan(cli: &Cli, dag: &Dag, plan: &BackfillPlan) -> anyhow::Result<()> {
         ]);
     }
     table.print();
-    println!(
+    out!(
         "dry run: would create {} runs, rerun {}, keep {}; {} in the range not due yet; at most {} at a time, {} first. Nothing was changed.",
         plan.count(|a| *a == Action::Create),
         plan.count(|a| matches!(a, Action::Rerun { .. })),
@@ -297,7 +297,7 @@ async fn watch(
         });
         if current.state != BackfillState::Running {
             bar.finish_and_clear();
-            println!(
+            out!(
                 "backfill {} {}: {} succeeded, {} failed, {} cancelled of {} runs in {}",
                 current.id,
                 current.state,
@@ -374,7 +374,7 @@ async fn status(cli: &Cli, id: i64) -> anyhow::Result<ExitCode> {
         .to_owned(),
     ]);
     table.print();
-    println!(
+    out!(
         "runs: {} total · {} queued · {} running · {} success · {} failed · {} cancelled",
         progress.total,
         progress.queued,
@@ -383,8 +383,8 @@ async fn status(cli: &Cli, id: i64) -> anyhow::Result<ExitCode> {
         progress.failed,
         progress.cancelled
     );
-    println!("options: {}", record.options);
-    println!(
+    out!("options: {}", record.options);
+    out!(
         "created {} by {}{}",
         output::time(Some(record.created_at), tz),
         record.triggered_by,
@@ -400,11 +400,12 @@ async fn cancel(cli: &Cli, id: i64) -> anyhow::Result<ExitCode> {
     let store = open_store(&cli.database_url).await?;
     let record = get(store.as_ref(), id).await?;
     if store.cancel_backfill(id, Utc::now()).await? {
-        println!("backfill {id} of {} cancelled", record.dag_id);
+        out!("backfill {id} of {} cancelled", record.dag_id);
     } else {
-        println!(
+        out!(
             "backfill {id} of {} had already ended ({})",
-            record.dag_id, record.state
+            record.dag_id,
+            record.state
         );
     }
     Ok(ExitCode::SUCCESS)

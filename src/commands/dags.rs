@@ -98,7 +98,7 @@ fn validate(cli: &Cli, paths: &[PathBuf], format: Format) -> anyhow::Result<Exit
     match format {
         Format::Text => {
             for problem in &problems {
-                println!("{problem}");
+                out!("{problem}");
             }
             let files = loaded.dags.len() + loaded.errors.len();
             if problems.is_empty() {
@@ -112,13 +112,17 @@ fn validate(cli: &Cli, paths: &[PathBuf], format: Format) -> anyhow::Result<Exit
             }
         }
         Format::Json => {
-            let errors: Vec<serde_json::Value> = problems.iter().map(|p| problem_json(p)).collect();
+            let errors: Vec<serde_json::Value> = loaded
+                .errors
+                .iter()
+                .flat_map(|e| e.errors.iter().map(|p| problem_json(&e.fileloc, p)))
+                .collect();
             let report = serde_json::json!({
                 "valid": problems.is_empty(),
                 "dags": loaded.dags.keys().collect::<Vec<_>>(),
                 "errors": errors,
             });
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            out!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
     Ok(if problems.is_empty() {
@@ -128,23 +132,27 @@ fn validate(cli: &Cli, paths: &[PathBuf], format: Format) -> anyhow::Result<Exit
     })
 }
 
-/// `file:line:col: message` as a JSON object, for CI annotations.
-fn problem_json(problem: &str) -> serde_json::Value {
-    let mut parts = problem.rsplitn(2, ": ");
-    let (message, location) = match (parts.next(), parts.next()) {
-        (Some(message), Some(location)) => (message, location),
-        _ => (problem, ""),
-    };
-    // the location is `file:line:col` where the file itself may hold colons
-    let mut fields = location.rsplitn(3, ':');
-    let col = fields.next().and_then(|c| c.parse::<usize>().ok());
-    let line = fields.next().and_then(|l| l.parse::<usize>().ok());
-    let file = fields.next();
-    match (file, line, col) {
-        (Some(file), Some(line), Some(col)) => {
-            serde_json::json!({ "file": file, "line": line, "col": col, "message": message })
+/// `file:line:col: message` as a JSON object, for CI annotations. The file is known (the
+/// import error's own), so a message or a file name holding colons cannot confuse the split.
+fn problem_json(fileloc: &str, problem: &str) -> serde_json::Value {
+    let located = problem
+        .strip_prefix(fileloc)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .and_then(|rest| {
+            let mut parts = rest.splitn(3, ':');
+            let line = parts.next()?.parse::<usize>().ok()?;
+            let col = parts.next()?.parse::<usize>().ok()?;
+            let message = parts.next()?;
+            let message = message.strip_prefix(' ').unwrap_or(message);
+            Some((line, col, message))
+        });
+    match located {
+        Some((line, col, message)) => {
+            serde_json::json!({ "file": fileloc, "line": line, "col": col, "message": message })
         }
-        _ => serde_json::json!({ "file": null, "line": null, "col": null, "message": problem }),
+        None => {
+            serde_json::json!({ "file": fileloc, "line": null, "col": null, "message": problem })
+        }
     }
 }
 
@@ -152,9 +160,13 @@ async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
     let loaded = load_paths(std::slice::from_ref(&cli.dags_folder));
     let store = open_store(&cli.database_url).await?;
     let records = store.list_dags().await?;
-    println!(
+    out!(
         "{:<28} {:<16} {:<18} {:<7} {:>5}  FILE",
-        "DAG", "SCHEDULE", "TIMEZONE", "PAUSED", "TASKS"
+        "DAG",
+        "SCHEDULE",
+        "TIMEZONE",
+        "PAUSED",
+        "TASKS"
     );
     for (id, loaded_dag) in &loaded.dags {
         let dag = &loaded_dag.dag;
@@ -162,7 +174,7 @@ async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
             .iter()
             .find(|r| &r.dag_id == id)
             .is_some_and(|r| r.is_paused);
-        println!(
+        out!(
             "{:<28} {:<16} {:<18} {:<7} {:>5}  {}",
             id,
             dag.schedule.as_ref().map_or("manual", |s| s.expression()),
@@ -183,7 +195,7 @@ async fn list(cli: &Cli) -> anyhow::Result<ExitCode> {
 fn next_runs(cli: &Cli, dag_id: &str, count: usize) -> anyhow::Result<ExitCode> {
     let dag = dag_from_folder(cli, dag_id)?;
     let Some(schedule) = &dag.schedule else {
-        println!("DAG `{dag_id}` has no schedule: it runs only when triggered");
+        out!("DAG `{dag_id}` has no schedule: it runs only when triggered");
         return Ok(ExitCode::SUCCESS);
     };
     let timetable = Timetable {
@@ -193,10 +205,10 @@ fn next_runs(cli: &Cli, dag_id: &str, count: usize) -> anyhow::Result<ExitCode> 
         end_date: dag.end_date,
     };
     let tz = dag.timezone;
-    println!("{} ({}, {})", dag.id, schedule.expression(), tz.name());
-    println!("{:<27} {:<27}", "RUNS AT", "LOGICAL DATE (ds)");
+    out!("{} ({}, {})", dag.id, schedule.expression(), tz.name());
+    out!("{:<27} {:<27}", "RUNS AT", "LOGICAL DATE (ds)");
     for interval in timetable.upcoming(Utc::now(), count) {
-        println!(
+        out!(
             "{:<27} {:<27}",
             interval
                 .end
@@ -216,13 +228,18 @@ pub(crate) fn dag_from_folder(cli: &Cli, dag_id: &str) -> anyhow::Result<Dag> {
     if let Some(found) = loaded.dags.get(dag_id) {
         return Ok((*found.dag).clone());
     }
-    let broken = loaded
-        .errors
-        .iter()
-        .flat_map(|e| &e.errors)
-        .find(|line| line.contains(&format!("{dag_id}.")));
+    // a broken file is matched by its name: its `dag:` line may be what is broken
+    let broken = loaded.errors.iter().find(|e| {
+        std::path::Path::new(&e.fileloc)
+            .file_stem()
+            .is_some_and(|stem| stem == dag_id)
+    });
     Err(UsageError(match broken {
-        Some(line) => format!("DAG `{dag_id}` did not load: {line}"),
+        Some(error) => format!(
+            "DAG `{dag_id}` did not load ({} problem(s); `sluice dags validate` lists them all): {}",
+            error.errors.len(),
+            error.errors.first().map_or("", String::as_str)
+        ),
         None => format!("no DAG `{dag_id}` in {}", cli.dags_folder.display()),
     })
     .into())
@@ -235,7 +252,11 @@ pub(crate) async fn dag_from_store(
     dag_id: &str,
 ) -> anyhow::Result<Dag> {
     let Some(record) = store.get_dag(dag_id).await? else {
-        return Err(not_in_database(cli, dag_id));
+        // a file that does not load is the likelier story: say what is wrong with it
+        return Err(dag_from_folder(cli, dag_id)
+            .err()
+            .filter(|e| e.to_string().contains("did not load"))
+            .unwrap_or_else(|| not_in_database(cli, dag_id)));
     };
     if !record.is_active {
         return Err(UsageError(format!(
@@ -271,9 +292,11 @@ async fn trigger_dag(
         .map(|u| format!("cli:{u}"))
         .unwrap_or_else(|_| "cli".to_owned());
     let run = trigger(store.as_ref(), &dag, overrides, &who, Utc::now()).await?;
-    println!(
+    out!(
         "triggered {} run {} ({})",
-        run.dag_id, run.run_id, run.state
+        run.dag_id,
+        run.run_id,
+        run.state
     );
     if !wait {
         return Ok(ExitCode::SUCCESS);
@@ -294,13 +317,13 @@ async fn trigger_dag(
         } else {
             ti.task_id.clone()
         };
-        println!(
+        out!(
             "  {task:<32} {:<16} tries {}",
             ti.state.as_str(),
             ti.try_number
         );
     }
-    println!("run {} {}", run.run_id, run.state);
+    out!("run {} {}", run.run_id, run.state);
     Ok(match run.state {
         RunState::Success => ExitCode::SUCCESS,
         RunState::Cancelled => ExitCode::from(3),
@@ -321,7 +344,7 @@ async fn set_paused(cli: &Cli, dag_id: &str, paused: Paused) -> anyhow::Result<E
         Paused::Paused => "paused",
         Paused::Active => "unpaused",
     };
-    println!("DAG {dag_id} {word}");
+    out!("DAG {dag_id} {word}");
     Ok(ExitCode::SUCCESS)
 }
 

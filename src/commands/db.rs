@@ -26,7 +26,7 @@ pub async fn run(cli: &Cli, command: &DbCommand) -> anyhow::Result<ExitCode> {
             let result = open_store(&cli.database_url).await;
             spinner.finish_and_clear();
             result?;
-            println!("database {url} is up to date");
+            out!("database {url} is up to date");
             Ok(ExitCode::SUCCESS)
         }
     }

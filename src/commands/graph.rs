@@ -33,7 +33,7 @@ pub fn show(cli: &Cli, dag_id: &str) -> anyhow::Result<ExitCode> {
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    out!(
         "{} · {} · {} · {} tasks · max_active_runs {}",
         dag.id,
         dag.schedule.as_ref().map_or("manual", |s| s.expression()),

@@ -1,5 +1,16 @@
 //! One module per top-level command.
 
+/// `println!` for command output that ends the process quietly when stdout is closed early
+/// (`sluice dags validate | head`) instead of panicking, as line-oriented tools do.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            $crate::commands::stdout_failed(error);
+        }
+    }};
+}
+
 pub mod backfill;
 pub mod config;
 pub mod dags;
@@ -22,6 +33,16 @@ use crate::Command;
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// stdout is gone: a closed pipe is the reader's choice (exit quietly, as `head` expects);
+/// anything else (a full disk) is an error worth saying.
+pub fn stdout_failed(error: std::io::Error) -> ! {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: writing to stdout: {error}");
+    std::process::exit(1);
+}
 
 pub fn report(error: anyhow::Error) -> ExitCode {
     eprintln!("error: {error:#}");

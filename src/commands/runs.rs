@@ -171,27 +171,27 @@ async fn show(cli: &Cli, run: &str, run_id: Option<&str>) -> anyhow::Result<Exit
         return Ok(ExitCode::SUCCESS);
     }
     let tz = zone_of(store.as_ref(), Some(dag_id)).await?;
-    println!(
+    out!(
         "{} {} · {} · {}",
         record.dag_id,
         record.run_id,
         run_type(&record),
         record.state
     );
-    println!(
+    out!(
         "logical date {} · interval {} → {}",
         output::time(Some(record.logical_date), tz),
         output::time(Some(record.data_interval.start), tz),
         output::time(Some(record.data_interval.end), tz)
     );
-    println!(
+    out!(
         "started {} · ended {} · took {} · triggered by {}",
         output::time(record.started_at, tz),
         output::time(record.ended_at, tz),
         output::duration(record.started_at, record.ended_at),
         record.triggered_by
     );
-    println!();
+    out!();
     let mut table = Table::new(&["TASK", "STATE", "TRIES", "STARTED", "DURATION"]);
     for ti in &tasks {
         table.row(vec![
@@ -204,7 +204,7 @@ async fn show(cli: &Cli, run: &str, run_id: Option<&str>) -> anyhow::Result<Exit
     }
     table.print();
     if !attempts.is_empty() {
-        println!();
+        out!();
         let mut table = Table::new(&[
             "ATTEMPT", "TASK", "TRY", "STATE", "WORKER", "DURATION", "ERROR",
         ]);

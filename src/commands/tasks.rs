@@ -50,7 +50,7 @@ pub enum TasksCommand {
     Render {
         dag_id: String,
         task_id: String,
-        /// The logical date (YYYY-MM-DD: that day's run), or a time.
+        /// The logical date: the first schedule point on or after this day (YYYY-MM-DD) or time.
         #[arg(long, value_name = "DATE")]
         date: String,
         /// Override a param: key=value (repeatable).
@@ -66,7 +66,7 @@ pub enum TasksCommand {
     Test {
         dag_id: String,
         task_id: String,
-        /// The logical date (default: today's run).
+        /// The logical date: the first schedule point on or after this day or time (default: today).
         #[arg(long, value_name = "DATE")]
         date: Option<String>,
         /// Override a param: key=value (repeatable).
@@ -230,7 +230,7 @@ async fn clear(
             })
             .await?;
     }
-    println!("cleared {cleared} task instances in {} runs", plan.len());
+    out!("cleared {cleared} task instances in {} runs", plan.len());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -326,7 +326,7 @@ fn render(
             "fields": rendered,
         }))?;
     } else {
-        println!(
+        out!(
             "{}.{} ({}) for logical date {}",
             dag.id,
             task_id,
@@ -336,9 +336,9 @@ fn render(
         for (field, value) in &rendered {
             let text = value.as_str().unwrap_or_default();
             if text.contains('\n') {
-                println!("--- {field}\n{}", text.trim_end());
+                out!("--- {field}\n{}", text.trim_end());
             } else {
-                println!("{field}: {text}");
+                out!("{field}: {text}");
             }
         }
     }
@@ -394,7 +394,7 @@ async fn test(
     let (log, mut lines) = LogSink::collecting();
     let printer = tokio::spawn(async move {
         while let Some(line) = lines.recv().await {
-            println!("{line}");
+            out!("{line}");
         }
     });
     let cancel = CancellationToken::new();

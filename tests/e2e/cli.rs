@@ -13,6 +13,12 @@ fn validate_reports_each_problem_with_its_location_and_fails() {
         "sheduel: '@daily'\ntasks:\n  a:\n    type: noop\n    depends_on: [b]\n",
     )
     .unwrap();
+    // a message that itself holds `: ` must still come out whole in JSON
+    std::fs::write(
+        dags.join("cron.yaml"),
+        "schedule: '61 * * * *'\ntasks:\n  a:\n    type: noop\n",
+    )
+    .unwrap();
 
     let output = sluice(dir.path(), &["dags", "validate"]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
@@ -37,6 +43,22 @@ fn validate_reports_each_problem_with_its_location_and_fails() {
     assert_eq!(first["line"], 1);
     assert_eq!(first["col"], 1);
     assert!(first["file"].as_str().unwrap().ends_with("bad.yaml"));
+    let errors = report["errors"].as_array().unwrap();
+    assert!(
+        errors
+            .iter()
+            .all(|e| e["line"].is_u64() && e["col"].is_u64()),
+        "every problem is located: {errors:?}"
+    );
+    let cron = errors
+        .iter()
+        .find(|e| e["file"].as_str().unwrap().ends_with("cron.yaml"))
+        .expect("the cron problem is reported");
+    assert_eq!(cron["line"], 1);
+    assert_eq!(
+        cron["message"],
+        "bad cron `61 * * * *`: minute 61 is out of range 0-59"
+    );
 }
 
 #[test]
