@@ -4,6 +4,7 @@
 //!
 //! `SLUICE_BENCH_DATABASE_URL=postgres://…/empty_db cargo bench --bench backfill`; without it
 //! on a SQLite file. Target on PostgreSQL: under 10 s end to end.
+//! `SLUICE_BENCH_BACKFILL_INTERVAL_MS` sets the scheduler's `backfill_interval` (default 100).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,7 +57,15 @@ async fn main() {
         store.clone(),
         clock.clone(),
         FolderLoader::new(&dags),
-        SchedulerConfig::default(),
+        SchedulerConfig {
+            backfill_interval: Duration::from_millis(
+                std::env::var("SLUICE_BENCH_BACKFILL_INTERVAL_MS")
+                    .ok()
+                    .and_then(|ms| ms.parse().ok())
+                    .unwrap_or(100),
+            ),
+            ..SchedulerConfig::default()
+        },
     ));
     scheduler.tick(Utc::now()).await.expect("loading the DAGs");
     // nothing to catch up: the DAGs have no start date, so each has one scheduled run
