@@ -118,8 +118,16 @@ struct Selection<'a> {
 
 /// The tasks whose id matches `pattern`, with their downstream tasks when asked.
 pub fn select(dag: &Dag, pattern: &str, downstream: bool) -> anyhow::Result<TaskSelection> {
-    let regex = regex::Regex::new(pattern)
-        .map_err(|e| UsageError(format!("--tasks: `{pattern}` is not a valid regex: {e}")))?;
+    let regex = regex::Regex::new(pattern).map_err(|e| {
+        // the regex crate draws the pattern over several lines; its last line says why
+        let error = e.to_string();
+        let why = error
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim_start_matches("error: ");
+        UsageError(format!("--tasks: `{pattern}` is not a valid regex: {why}"))
+    })?;
     let matching: Vec<String> = dag
         .tasks
         .iter()
@@ -424,5 +432,29 @@ async fn test(
             eprintln!("{task_id} stopped (Ctrl-C)");
             Ok(ExitCode::from(3))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAG: &str = "tasks:\n  extract_a:\n    type: noop\n  extract_b:\n    type: noop\n  load:\n    type: noop\n    depends_on: [extract_a]\n  report:\n    type: noop\n    depends_on: [load]\n";
+
+    #[test]
+    fn tasks_regex_picks_matching_tasks_and_optionally_their_downstream() {
+        let dag = sluice_core::parse_dag("pick.yaml", DAG).unwrap();
+        assert_eq!(
+            select(&dag, "^extract", false).unwrap().task_ids,
+            ["extract_a", "extract_b"]
+        );
+        assert_eq!(
+            select(&dag, "_a$", true).unwrap().task_ids,
+            ["extract_a", "load", "report"]
+        );
+        let bad = select(&dag, "(", false).unwrap_err().to_string();
+        assert_eq!(bad, "--tasks: `(` is not a valid regex: unclosed group");
+        let none = select(&dag, "zzz", false).unwrap_err().to_string();
+        assert!(none.contains("matches no task of DAG `pick`"), "{none}");
     }
 }
