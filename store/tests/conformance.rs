@@ -130,5 +130,6 @@ suite! {
         concurrent_claims_never_claim_an_instance_twice,
         concurrent_finishes_queue_every_join,
         concurrent_starts_respect_max_active_runs,
-        concurrent_syncs_all_succeed;
+        concurrent_syncs_all_succeed,
+        concurrent_backfill_steps_respect_its_limit;
 }

@@ -301,3 +301,44 @@ pub async fn cancel_backfill_cancels_its_unfinished_runs(store: &dyn Store) {
     let record = store.get_backfill(backfill.id).await.expect("reading");
     assert_eq!(record.map(|b| b.state), Some(BackfillState::Cancelled));
 }
+
+pub async fn concurrent_backfill_steps_respect_its_limit(db: &dyn Connector) {
+    const SCHEDULERS: usize = 6;
+    let setup = db.open().await;
+    let backfill = setup
+        .create_backfill(&new_backfill("sales", 0..6, 2))
+        .await
+        .expect("creating");
+    let barrier = Arc::new(tokio::sync::Barrier::new(SCHEDULERS));
+    let mut schedulers = tokio::task::JoinSet::new();
+    for _ in 0..SCHEDULERS {
+        let store = db.open().await;
+        let barrier = barrier.clone();
+        schedulers.spawn(async move {
+            barrier.wait().await;
+            store
+                .start_backfill_runs(backfill.id, t(100 * DAY))
+                .await
+                .expect("stepping")
+                .started
+                .into_iter()
+                .map(|r| r.logical_date)
+                .collect::<Vec<_>>()
+        });
+    }
+    let mut started = Vec::new();
+    while let Some(result) = schedulers.join_next().await {
+        started.extend(result.expect("a scheduler task"));
+    }
+    started.sort();
+    assert_eq!(
+        started,
+        [t(0), t(DAY)],
+        "two runs start, the oldest, once each"
+    );
+    let progress = setup
+        .backfill_progress(backfill.id)
+        .await
+        .expect("progress");
+    assert_eq!((progress.running, progress.queued), (2, 4));
+}
