@@ -12,7 +12,7 @@ max_active_runs: 1
 tasks:
   work:
     type: shell
-    command: sleep 0.3; echo "worked on {{ ds }}"
+    command: sleep 0.5; echo "worked on {{ ds }}"
 "#;
 
 const RANGE: [&str; 5] = ["slow", "--start", "2026-03-26", "--end", "2026-03-31"];
