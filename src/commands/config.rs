@@ -189,7 +189,11 @@ pub fn show(
         });
     }
     for sub in command.get_subcommands() {
-        for arg in sub.get_arguments().filter(|a| a.get_env().is_some()) {
+        // a command's settings: its flags with an environment variable, and any the file sets
+        let settable = |a: &&clap::Arg| {
+            a.get_env().is_some() || file.get(sub.get_name(), a.get_id().as_str()).is_some()
+        };
+        for arg in sub.get_arguments().filter(settable) {
             let id = arg.get_id().as_str();
             let env = arg.get_env().and_then(|e| std::env::var(e).ok());
             let default = arg
