@@ -16,4 +16,4 @@ pub use ids::{DagId, TaskId};
 pub use parse::parse_dag;
 pub use schedule::{DataInterval, Schedule, Timetable};
 pub use spec::{Dag, Step, Task};
-pub use state::{AttemptState, RunState, RunType, TaskState, TriggerRule};
+pub use state::{AttemptState, BackfillState, RunState, RunType, TaskState, TriggerRule};

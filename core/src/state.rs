@@ -100,6 +100,16 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// The state of a backfill: running until none of its runs is queued or running.
+    BackfillState {
+        Running => "running",
+        Success => "success",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
+);
+
 // string_enum! has no way to mark a `#[default]` variant, so this cannot be derived
 #[allow(clippy::derivable_impls)]
 impl Default for TriggerRule {

@@ -3,11 +3,13 @@
 //! given time so tests drive it with a manual clock; `run` loops it for production.
 #![forbid(unsafe_code)]
 
+pub mod backfill;
 pub mod registry;
 pub mod runs;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -25,6 +27,9 @@ pub enum SchedulerError {
     Store(#[from] StoreError),
     #[error("bad --param: {0}")]
     BadParam(String),
+    /// A request that cannot be carried out as asked (bad range, no schedule, …).
+    #[error("{0}")]
+    Invalid(String),
     #[error("DAG `{0}` not found in the DAG folder or the database")]
     UnknownDag(String),
     #[error("the stored version {hash} of DAG `{dag_id}` no longer parses: {message}")]
@@ -42,6 +47,9 @@ pub struct SchedulerConfig {
     /// At most this many runs are created per DAG per tick, so a long catch-up does not hold
     /// up every other DAG; the next tick continues it.
     pub max_runs_created_per_tick: usize,
+    /// While a backfill is open, its next runs are started this often between ticks, so a
+    /// backfill of short runs is not paced by the tick interval.
+    pub backfill_interval: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -49,6 +57,7 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             tick_interval: Duration::from_secs(1),
             max_runs_created_per_tick: 64,
+            backfill_interval: Duration::from_millis(100),
         }
     }
 }
@@ -60,6 +69,8 @@ pub struct TickReport {
     pub created: Vec<String>,
     pub started: Vec<String>,
     pub finished: Vec<(i64, RunState)>,
+    /// Backfills this tick found finished, with their final state.
+    pub backfills_finished: Vec<(i64, sluice_core::BackfillState)>,
 }
 
 pub struct Scheduler {
@@ -68,6 +79,10 @@ pub struct Scheduler {
     config: SchedulerConfig,
     loader: Mutex<FolderLoader>,
     synced_once: std::sync::atomic::AtomicBool,
+    /// Paused DAGs as the last tick saw them: their backfills wait too.
+    paused: std::sync::Mutex<HashSet<String>>,
+    /// Whether the last look found an open backfill (then `run` steps backfills between ticks).
+    backfills_open: AtomicBool,
 }
 
 impl Scheduler {
@@ -83,6 +98,8 @@ impl Scheduler {
             config,
             loader: Mutex::new(loader),
             synced_once: false.into(),
+            paused: Default::default(),
+            backfills_open: false.into(),
         }
     }
 
@@ -136,6 +153,15 @@ impl Scheduler {
                 report.started.push(run.run_id);
             }
         }
+        *self
+            .paused
+            .lock()
+            .expect("no code panics while holding the paused set") = paused
+            .iter()
+            .filter(|(_, paused)| **paused)
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.step_backfills(now, &mut report).await?;
         for run_pk in self.store.running_run_pks().await? {
             if let Some(state) = self.store.evaluate_run(run_pk, now).await?.finished {
                 report.finished.push((run_pk, state));
@@ -192,6 +218,38 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Starts the next runs of every open backfill within its own `max_active_runs` (a paused
+    /// DAG's backfill waits) and closes the backfills with nothing left to run.
+    pub async fn step_backfills(
+        &self,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<(), SchedulerError> {
+        let open = self.store.open_backfills().await?;
+        self.backfills_open
+            .store(!open.is_empty(), Ordering::Relaxed);
+        for backfill in open {
+            let paused = self
+                .paused
+                .lock()
+                .expect("no code panics while holding the paused set")
+                .contains(&backfill.dag_id);
+            if paused {
+                continue;
+            }
+            let step = self.store.start_backfill_runs(backfill.id, now).await?;
+            for run in step.started {
+                tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, backfill_id = backfill.id, "backfill run started");
+                report.started.push(run.run_id);
+            }
+            if let Some(state) = step.finished {
+                tracing::info!(dag_id = %backfill.dag_id, backfill_id = backfill.id, %state, "backfill finished");
+                report.backfills_finished.push((backfill.id, state));
+            }
+        }
+        Ok(())
+    }
+
     async fn active_runs(&self, dag_id: &str) -> Result<usize, SchedulerError> {
         let mut active = 0;
         for state in [RunState::Queued, RunState::Running] {
@@ -200,7 +258,14 @@ impl Scheduler {
                 state: Some(state),
                 limit: 10_000,
             };
-            active += self.store.list_runs(&filter).await?.len();
+            // a backfill's runs count against the backfill's limit, not the DAG's
+            active += self
+                .store
+                .list_runs(&filter)
+                .await?
+                .iter()
+                .filter(|run| run.backfill_id.is_none())
+                .count();
         }
         Ok(active)
     }
@@ -225,9 +290,26 @@ impl Scheduler {
                     pause
                 }
             };
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
+            let next_tick = tokio::time::Instant::now() + pause;
+            loop {
+                let open = self.backfills_open.load(Ordering::Relaxed) && failures == 0;
+                let wake_at = if open {
+                    next_tick.min(tokio::time::Instant::now() + self.config.backfill_interval)
+                } else {
+                    next_tick
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep_until(wake_at) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+                if tokio::time::Instant::now() >= next_tick {
+                    break;
+                }
+                let mut report = TickReport::default();
+                if let Err(error) = self.step_backfills(self.clock.now(), &mut report).await {
+                    tracing::warn!(%error, "starting backfill runs failed; the next tick retries");
+                    break;
+                }
             }
         }
     }

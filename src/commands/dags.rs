@@ -58,6 +58,11 @@ pub enum DagsCommand {
     ///
     /// Example: sluice dags unpause daily_sales
     Unpause { dag_id: String },
+    /// Print a DAG's graph as text: tasks in topological layers with their upstream tasks,
+    /// trigger rules and types.
+    ///
+    /// Example: sluice dags show daily_sales
+    Show { dag_id: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -78,6 +83,7 @@ pub async fn run(cli: &Cli, command: &DagsCommand) -> anyhow::Result<ExitCode> {
         } => trigger_dag(cli, dag_id, params, *wait).await,
         DagsCommand::Pause { dag_id } => set_paused(cli, dag_id, Paused::Paused).await,
         DagsCommand::Unpause { dag_id } => set_paused(cli, dag_id, Paused::Active).await,
+        DagsCommand::Show { dag_id } => super::graph::show(cli, dag_id),
     }
 }
 
@@ -217,7 +223,7 @@ fn next_runs(cli: &Cli, dag_id: &str, count: usize) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-fn dag_from_folder(cli: &Cli, dag_id: &str) -> anyhow::Result<Dag> {
+pub(crate) fn dag_from_folder(cli: &Cli, dag_id: &str) -> anyhow::Result<Dag> {
     let loaded = load_paths(std::slice::from_ref(&cli.dags_folder));
     if let Some(found) = loaded.dags.get(dag_id) {
         return Ok((*found.dag).clone());
@@ -240,7 +246,11 @@ fn dag_from_folder(cli: &Cli, dag_id: &str) -> anyhow::Result<Dag> {
 }
 
 /// The DAG as the database knows it: the version the scheduler loaded.
-async fn dag_from_store(store: &dyn Store, cli: &Cli, dag_id: &str) -> anyhow::Result<Dag> {
+pub(crate) async fn dag_from_store(
+    store: &dyn Store,
+    cli: &Cli,
+    dag_id: &str,
+) -> anyhow::Result<Dag> {
     let Some(record) = store.get_dag(dag_id).await? else {
         // a file that does not load is the likelier story: say what is wrong with it
         return Err(dag_from_folder(cli, dag_id)

@@ -11,9 +11,15 @@ macro_rules! out {
     }};
 }
 
+pub mod backfill;
+pub mod config;
 pub mod dags;
 pub mod db;
+pub mod graph;
+pub mod output;
+pub mod runs;
 pub mod standalone;
+pub mod tasks;
 pub mod tokens;
 pub mod users;
 
@@ -47,6 +53,13 @@ pub fn report(error: anyhow::Error) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Who a CLI action is recorded as: `cli:$USER`.
+pub fn who() -> String {
+    std::env::var("USER")
+        .map(|u| format!("cli:{u}"))
+        .unwrap_or_else(|_| "cli".to_owned())
 }
 
 pub fn init_tracing(command: &Command) {

@@ -122,6 +122,8 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<Option<DateTime<Utc>>>;
     /// Moves queued runs of the DAG to `running`, oldest logical date first, while fewer than
     /// `max_active_runs` are running, and queues their root tasks. Returns the runs started.
+    /// Runs of an open backfill are neither counted nor started here: they run within the
+    /// backfill's own limit (`start_backfill_runs`).
     async fn start_queued_runs(
         &self,
         dag_id: &str,
@@ -174,6 +176,29 @@ pub trait Store: Send + Sync + 'static {
         &self,
         run_pk: i64,
     ) -> StoreResult<BTreeMap<String, BTreeMap<String, serde_json::Value>>>;
+
+    // ---- backfills and clearing ---------------------------------------------------------
+
+    /// The runs of a DAG with a logical date in the range, oldest first.
+    async fn runs_in_range(&self, range: &RunRange) -> StoreResult<Vec<RunRecord>>;
+    /// Clears task instances of one run (see `ClearTasks`) and puts the run back to work: a
+    /// finished run becomes `queued`, a running one is re-evaluated at once. Returns how many
+    /// task instances were cleared; none cleared changes nothing. One transaction.
+    async fn clear_tasks(&self, clear: &ClearTasks) -> StoreResult<u32>;
+    /// Creates the backfill row, its new runs and its reruns in one transaction; each of
+    /// those runs points at the backfill. `Conflict` when the DAG has an open backfill.
+    async fn create_backfill(&self, backfill: &NewBackfill) -> StoreResult<BackfillRecord>;
+    async fn get_backfill(&self, id: i64) -> StoreResult<Option<BackfillRecord>>;
+    /// Backfills in state `running`, oldest first.
+    async fn open_backfills(&self) -> StoreResult<Vec<BackfillRecord>>;
+    async fn backfill_progress(&self, id: i64) -> StoreResult<BackfillProgress>;
+    /// Starts queued runs of an open backfill while fewer than its `max_active_runs` run
+    /// (oldest logical date first, newest with `reverse`), queueing their roots; finishes the
+    /// backfill when none of its runs is queued or running.
+    async fn start_backfill_runs(&self, id: i64, now: DateTime<Utc>) -> StoreResult<BackfillStep>;
+    /// Cancels an open backfill and its unfinished runs (their running attempts lose their
+    /// leases). Returns false when the backfill had already ended.
+    async fn cancel_backfill(&self, id: i64, now: DateTime<Utc>) -> StoreResult<bool>;
 
     // ---- wake-ups -----------------------------------------------------------------------
 

@@ -22,10 +22,19 @@ use crate::*;
 macro_rules! run_columns {
     () => {
         "pk, dag_id, run_id, run_type, state, logical_date, data_interval_start, data_interval_end, \
-         dag_hash, params, triggered_by, queued_at, started_at, ended_at"
+         dag_hash, params, triggered_by, queued_at, started_at, ended_at, backfill_id"
     };
 }
 pub(crate) use run_columns;
+
+/// A `dag_runs` condition: the run is not held by an open backfill, so the DAG's own
+/// `max_active_runs` governs it (an open backfill starts its runs within its own limit).
+macro_rules! not_in_open_backfill {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM backfills b WHERE b.id = dag_runs.backfill_id AND b.state = 'running')"
+    };
+}
+pub(crate) use not_in_open_backfill;
 
 /// How one database reads each kind of column. The plain kinds are the same code for both
 /// backends (`plain_columns!`); timestamps and JSON differ.
@@ -143,7 +152,43 @@ pub(crate) fn run(row: &impl Columns) -> StoreResult<RunRecord> {
         queued_at: row.time(T, "queued_at")?,
         started_at: row.opt_time(T, "started_at")?,
         ended_at: row.opt_time(T, "ended_at")?,
+        backfill_id: row.opt_int("backfill_id")?,
     })
+}
+
+pub(crate) fn backfill(row: &impl Columns) -> StoreResult<BackfillRecord> {
+    const T: &str = "backfills";
+    Ok(BackfillRecord {
+        id: row.int("id")?,
+        dag_id: row.text("dag_id")?,
+        range_start: row.time(T, "range_start")?,
+        range_end: row.time(T, "range_end")?,
+        max_active_runs: row.count(T, "max_active_runs")?,
+        reverse: row.flag("reverse")?,
+        options: row.json_value(T, "options")?,
+        state: row.parse(T, "state")?,
+        triggered_by: row.text("triggered_by")?,
+        created_at: row.time(T, "created_at")?,
+        ended_at: row.opt_time(T, "ended_at")?,
+    })
+}
+
+/// `(state, n)` rows of a backfill's runs.
+pub(crate) fn backfill_progress(rows: &[impl Columns]) -> StoreResult<BackfillProgress> {
+    let mut progress = BackfillProgress::default();
+    for row in rows {
+        let state: sluice_core::RunState = row.parse("dag_runs", "state")?;
+        let n = u32::try_from(row.int("n")?).unwrap_or(u32::MAX);
+        progress.total += n;
+        match state {
+            sluice_core::RunState::Queued => progress.queued += n,
+            sluice_core::RunState::Running => progress.running += n,
+            sluice_core::RunState::Success => progress.success += n,
+            sluice_core::RunState::Failed => progress.failed += n,
+            sluice_core::RunState::Cancelled => progress.cancelled += n,
+        }
+    }
+    Ok(progress)
 }
 
 pub(crate) fn dag(row: &impl Columns) -> StoreResult<DagRecord> {

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use sluice_core::spec::RetryPolicy;
-use sluice_core::{AttemptState, DataInterval, RunState, RunType, TaskState, TriggerRule};
+use sluice_core::{
+    AttemptState, BackfillState, DataInterval, RunState, RunType, TaskState, TriggerRule,
+};
 
 /// Map index of a task instance that is not mapped (`foreach`).
 pub const UNMAPPED: i32 = -1;
@@ -114,6 +116,8 @@ pub struct RunRecord {
     pub queued_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// The backfill that created or reran the run.
+    pub backfill_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -247,4 +251,80 @@ pub struct WorkerRecord {
     pub slots_in_use: u32,
     pub started_at: DateTime<Utc>,
     pub heartbeat_at: DateTime<Utc>,
+}
+
+/// The runs of a DAG whose logical date is in `[start, end)`.
+#[derive(Debug, Clone)]
+pub struct RunRange {
+    pub dag_id: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// Task instances of a finished (or running) run to run again. Instances in a terminal state
+/// among `task_ids` become `pending` with a new set of tries; their attempts and logs stay.
+#[derive(Debug, Clone)]
+pub struct ClearTasks {
+    pub run_pk: i64,
+    /// Every map index of these tasks is cleared.
+    pub task_ids: Vec<String>,
+    pub now: DateTime<Utc>,
+}
+
+/// A backfill as created: its row, the runs it creates and the existing runs it reruns, all in
+/// one transaction.
+#[derive(Debug, Clone)]
+pub struct NewBackfill {
+    pub dag_id: String,
+    pub range: RunRange,
+    pub max_active_runs: u32,
+    /// Newest logical date first.
+    pub reverse: bool,
+    /// The options as given, shown by `backfill status`.
+    pub options: Value,
+    pub triggered_by: String,
+    pub create: Vec<NewRun>,
+    pub rerun: Vec<ClearTasks>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackfillRecord {
+    pub id: i64,
+    pub dag_id: String,
+    /// Logical dates in `[range_start, range_end)`.
+    pub range_start: DateTime<Utc>,
+    pub range_end: DateTime<Utc>,
+    pub max_active_runs: u32,
+    pub reverse: bool,
+    pub options: Value,
+    pub state: BackfillState,
+    pub triggered_by: String,
+    pub created_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// How many of a backfill's runs are in each state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BackfillProgress {
+    pub total: u32,
+    pub queued: u32,
+    pub running: u32,
+    pub success: u32,
+    pub failed: u32,
+    pub cancelled: u32,
+}
+
+impl BackfillProgress {
+    pub fn finished(&self) -> u32 {
+        self.success + self.failed + self.cancelled
+    }
+}
+
+/// What one `start_backfill_runs` did.
+#[derive(Debug, Clone, Default)]
+pub struct BackfillStep {
+    pub started: Vec<RunRecord>,
+    /// Set when this call finished the backfill (none of its runs left to run).
+    pub finished: Option<BackfillState>,
 }

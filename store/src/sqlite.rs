@@ -19,8 +19,10 @@ use sqlx::sqlite::{
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::decide::{self, TaskRow, TaskSettings};
-use crate::read::{self, Columns, corrupt, plain_columns, run_columns};
+use crate::read::{self, Columns, corrupt, not_in_open_backfill, plain_columns, run_columns};
 use crate::*;
+
+mod backfills;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -66,11 +68,11 @@ impl SqliteStore {
     }
 }
 
-fn micros(at: DateTime<Utc>) -> i64 {
+pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data always serializes to JSON")
 }
 
@@ -94,7 +96,7 @@ impl Columns for SqliteRow {
 
 /// Decides the pending task instances of a running run and finishes the run when all are
 /// settled. Runs inside the caller's transaction.
-async fn evaluate_in_tx(
+pub(crate) async fn evaluate_in_tx(
     conn: &mut SqliteConnection,
     run_pk: i64,
     now: DateTime<Utc>,
@@ -135,6 +137,38 @@ async fn evaluate_in_tx(
         .await?;
     }
     Ok(plan.progress)
+}
+
+/// The task instances of a new run, in the given (file) order.
+pub(crate) async fn insert_task_instances(
+    conn: &mut SqliteConnection,
+    run_pk: i64,
+    tasks: &[NewTaskInstance],
+) -> StoreResult<()> {
+    for task in tasks {
+        let settings = TaskSettings::of(task);
+        sqlx::query(
+            "INSERT INTO task_instances (run_pk, task_id, map_index, state, max_tries, retry_delay_ms, retry_exponential, \
+             max_retry_delay_ms, timeout_ms, upstream, trigger_rule, queue, pool, priority) \
+             VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(run_pk)
+        .bind(&task.task_id)
+        .bind(task.map_index)
+        .bind(settings.max_tries)
+        .bind(settings.retry_delay_ms)
+        .bind(settings.retry_exponential)
+        .bind(settings.max_retry_delay_ms)
+        .bind(settings.timeout_ms)
+        .bind(to_json(&task.upstream))
+        .bind(task.trigger_rule.as_str())
+        .bind(&task.queue)
+        .bind(&task.pool)
+        .bind(task.priority)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Checks that the lease is current: the attempt is running under this token.
@@ -272,29 +306,7 @@ impl Store for SqliteStore {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let record = read::run(&row)?;
-        for task in &run.tasks {
-            let settings = TaskSettings::of(task);
-            sqlx::query(
-                "INSERT INTO task_instances (run_pk, task_id, map_index, state, max_tries, retry_delay_ms, retry_exponential, \
-                 max_retry_delay_ms, timeout_ms, upstream, trigger_rule, queue, pool, priority) \
-                 VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(record.pk)
-            .bind(&task.task_id)
-            .bind(task.map_index)
-            .bind(settings.max_tries)
-            .bind(settings.retry_delay_ms)
-            .bind(settings.retry_exponential)
-            .bind(settings.max_retry_delay_ms)
-            .bind(settings.timeout_ms)
-            .bind(to_json(&task.upstream))
-            .bind(task.trigger_rule.as_str())
-            .bind(&task.queue)
-            .bind(&task.pool)
-            .bind(task.priority)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_task_instances(&mut tx, record.pk, &run.tasks).await?;
         tx.commit().await?;
         Ok(Some(record))
     }
@@ -319,9 +331,10 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<RunRecord>> {
         let mut tx = self.write_tx().await?;
-        let running: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM dag_runs WHERE dag_id = ? AND state = 'running'",
-        )
+        let running: i64 = sqlx::query_scalar(concat!(
+            "SELECT COUNT(*) FROM dag_runs WHERE dag_id = ? AND state = 'running' AND ",
+            not_in_open_backfill!()
+        ))
         .bind(dag_id)
         .fetch_one(&mut *tx)
         .await?;
@@ -331,8 +344,12 @@ impl Store for SqliteStore {
         }
         let rows = sqlx::query(concat!(
             "UPDATE dag_runs SET state = 'running', started_at = ? WHERE pk IN \
-             (SELECT pk FROM dag_runs WHERE dag_id = ? AND state = 'queued' ORDER BY logical_date LIMIT ?) \
-             RETURNING ", run_columns!(), ""
+             (SELECT pk FROM dag_runs WHERE dag_id = ? AND state = 'queued' AND ",
+            not_in_open_backfill!(),
+            " ORDER BY logical_date LIMIT ?) \
+             RETURNING ",
+            run_columns!(),
+            ""
         ))
         .bind(micros(now))
         .bind(dag_id)
@@ -666,6 +683,38 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         read::outputs(&rows)
+    }
+
+    async fn runs_in_range(&self, range: &RunRange) -> StoreResult<Vec<RunRecord>> {
+        backfills::runs_in_range(self, range).await
+    }
+
+    async fn clear_tasks(&self, clear: &ClearTasks) -> StoreResult<u32> {
+        backfills::clear_tasks(self, clear).await
+    }
+
+    async fn create_backfill(&self, backfill: &NewBackfill) -> StoreResult<BackfillRecord> {
+        backfills::create(self, backfill).await
+    }
+
+    async fn get_backfill(&self, id: i64) -> StoreResult<Option<BackfillRecord>> {
+        backfills::get(self, id).await
+    }
+
+    async fn open_backfills(&self) -> StoreResult<Vec<BackfillRecord>> {
+        backfills::open(self).await
+    }
+
+    async fn backfill_progress(&self, id: i64) -> StoreResult<BackfillProgress> {
+        backfills::progress(self, id).await
+    }
+
+    async fn start_backfill_runs(&self, id: i64, now: DateTime<Utc>) -> StoreResult<BackfillStep> {
+        backfills::start_runs(self, id, now).await
+    }
+
+    async fn cancel_backfill(&self, id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
+        backfills::cancel(self, id, now).await
     }
 
     fn wakeups(&self) -> Wakeups {

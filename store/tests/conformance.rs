@@ -118,13 +118,20 @@ suite! {
         skipped_branch_cascades_and_run_succeeds,
         retried_task_keeps_every_attempt_and_its_log,
         read_log_returns_chunks_after_seq,
-        run_outputs_come_from_successful_attempts;
+        run_outputs_come_from_successful_attempts,
+        backfill_runs_start_within_its_limit_oldest_first_and_it_finishes,
+        reverse_backfill_starts_newest_first,
+        one_open_backfill_per_dag,
+        cleared_tasks_run_again_and_keep_every_attempt,
+        a_backfill_reruns_existing_runs_within_its_limit,
+        cancel_backfill_cancels_its_unfinished_runs;
     connector:
         concurrent_run_creation_creates_one_run,
         concurrent_claims_never_claim_an_instance_twice,
         concurrent_finishes_queue_every_join,
         concurrent_starts_respect_max_active_runs,
-        concurrent_syncs_all_succeed;
+        concurrent_syncs_all_succeed,
+        concurrent_backfill_steps_respect_its_limit;
 }
 
 // the web's tables (users, sessions, API tokens, audit events)

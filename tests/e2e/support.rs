@@ -131,6 +131,38 @@ impl TestApp {
         }
     }
 
+    /// A CLI command against this app, started and left running (to kill it mid-way).
+    pub fn spawn_cli(&self, args: &[&str]) -> Child {
+        Command::new(BIN)
+            .args(args)
+            .env("SLUICE_DATABASE_URL", &self.database_url)
+            .env("SLUICE_DAGS_FOLDER", self.dags_folder())
+            .env("SLUICE_LOG", "warn")
+            .current_dir(self.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting the sluice CLI")
+    }
+
+    /// Runs a CLI command again and again until `done` accepts its output (or 30 s pass).
+    pub fn cli_until(&self, args: &[&str], done: impl Fn(&Output) -> bool) -> Output {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let output = self.cli(args);
+            if done(&output) || Instant::now() > deadline {
+                return output;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops standalone (as `kill -9` would) and keeps its folder and database.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr
             .lock()

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod context;
+pub mod local;
 pub mod logs;
 pub mod steps;
 

@@ -6,6 +6,7 @@
 //! `Connector` and open several handles on the same database, as separate processes would.
 //! `tests/conformance.rs` runs every function once per backend.
 
+mod backfills;
 mod claims;
 mod concurrency;
 mod registry;
@@ -25,6 +26,7 @@ use sluice_core::{DataInterval, RunType, TaskState, TriggerRule};
 
 use crate::*;
 
+pub use backfills::*;
 pub use claims::*;
 pub use concurrency::*;
 pub use registry::*;

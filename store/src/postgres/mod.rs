@@ -12,6 +12,7 @@
 //! notifications into wake-ups in every process.
 
 mod attempts;
+mod backfills;
 mod listen;
 mod runs;
 mod web;
@@ -409,6 +410,38 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?;
         read::outputs(&rows)
+    }
+
+    async fn runs_in_range(&self, range: &RunRange) -> StoreResult<Vec<RunRecord>> {
+        backfills::runs_in_range(self, range).await
+    }
+
+    async fn clear_tasks(&self, clear: &ClearTasks) -> StoreResult<u32> {
+        backfills::clear_tasks(self, clear).await
+    }
+
+    async fn create_backfill(&self, backfill: &NewBackfill) -> StoreResult<BackfillRecord> {
+        backfills::create(self, backfill).await
+    }
+
+    async fn get_backfill(&self, id: i64) -> StoreResult<Option<BackfillRecord>> {
+        backfills::get(self, id).await
+    }
+
+    async fn open_backfills(&self) -> StoreResult<Vec<BackfillRecord>> {
+        backfills::open(self).await
+    }
+
+    async fn backfill_progress(&self, id: i64) -> StoreResult<BackfillProgress> {
+        backfills::progress(self, id).await
+    }
+
+    async fn start_backfill_runs(&self, id: i64, now: DateTime<Utc>) -> StoreResult<BackfillStep> {
+        backfills::start_runs(self, id, now).await
+    }
+
+    async fn cancel_backfill(&self, id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
+        backfills::cancel(self, id, now).await
     }
 
     fn wakeups(&self) -> Wakeups {

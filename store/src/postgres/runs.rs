@@ -7,7 +7,7 @@ use sqlx::types::Json;
 
 use super::{PgStore, notify_work};
 use crate::decide::{self, TaskRow, TaskSettings};
-use crate::read::{self, run_columns};
+use crate::read::{self, not_in_open_backfill, run_columns};
 use crate::*;
 
 /// `INSERT … ON CONFLICT DO NOTHING` on both unique keys: a scheduler racing another one
@@ -42,7 +42,7 @@ pub(super) async fn create_if_absent(
 }
 
 /// All task instances of a new run in one statement, ids in the given (file) order.
-async fn insert_task_instances(
+pub(super) async fn insert_task_instances(
     conn: &mut PgConnection,
     run_pk: i64,
     tasks: &[NewTaskInstance],
@@ -91,11 +91,13 @@ pub(super) async fn start_queued(
     .bind(dag_id)
     .execute(&mut *tx)
     .await?;
-    let running: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM dag_runs WHERE dag_id = $1 AND state = 'running'")
-            .bind(dag_id)
-            .fetch_one(&mut *tx)
-            .await?;
+    let running: i64 = sqlx::query_scalar(concat!(
+        "SELECT COUNT(*) FROM dag_runs WHERE dag_id = $1 AND state = 'running' AND ",
+        not_in_open_backfill!()
+    ))
+    .bind(dag_id)
+    .fetch_one(&mut *tx)
+    .await?;
     let room = i64::from(max_active_runs) - running;
     if room <= 0 {
         return Ok(Vec::new());
@@ -103,9 +105,13 @@ pub(super) async fn start_queued(
     // a run being cancelled right now is skipped rather than waited for
     let rows = sqlx::query(concat!(
         "UPDATE dag_runs SET state = 'running', started_at = $1 WHERE pk IN \
-         (SELECT pk FROM dag_runs WHERE dag_id = $2 AND state = 'queued' ORDER BY logical_date LIMIT $3 \
+         (SELECT pk FROM dag_runs WHERE dag_id = $2 AND state = 'queued' AND ",
+        not_in_open_backfill!(),
+        " ORDER BY logical_date LIMIT $3 \
           FOR NO KEY UPDATE SKIP LOCKED) \
-         RETURNING ", run_columns!(), ""
+         RETURNING ",
+        run_columns!(),
+        ""
     ))
     .bind(now)
     .bind(dag_id)

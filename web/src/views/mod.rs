@@ -20,7 +20,8 @@ use crate::paths;
 pub(crate) struct RunRow {
     pub run_id: String,
     pub href: String,
-    pub run_type: &'static str,
+    /// `backfill #3` for a backfill's run.
+    pub run_type: String,
     pub logical_date: String,
     pub interval_start: String,
     pub interval_end: String,
@@ -37,7 +38,10 @@ impl RunRow {
         RunRow {
             run_id: run.run_id.clone(),
             href: paths::run(&run.dag_id, &run.run_id),
-            run_type: run.run_type.as_str(),
+            run_type: match run.backfill_id {
+                Some(id) => format!("backfill #{id}"),
+                None => run.run_type.as_str().to_owned(),
+            },
             logical_date: time(run.logical_date),
             interval_start: time(run.data_interval.start),
             interval_end: time(run.data_interval.end),

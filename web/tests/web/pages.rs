@@ -402,3 +402,51 @@ async fn hostile_dag_ids_tags_and_descriptions_are_escaped_everywhere() {
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn backfill_runs_are_marked_with_their_backfill() {
+    let app = TestApp::spawn().await;
+    let store = app.store.as_ref();
+    sync(store, vec![dag("etl", Some("0 2 * * *"))], vec![]).await;
+    let logical_date = at(0) - chrono::TimeDelta::days(30);
+    let run = sluice_store::NewRun {
+        dag_id: "etl".to_owned(),
+        run_id: "backfill__old".to_owned(),
+        run_type: sluice_core::RunType::Backfill,
+        logical_date,
+        data_interval: sluice_core::DataInterval {
+            start: logical_date,
+            end: logical_date + chrono::TimeDelta::days(1),
+        },
+        dag_hash: "hash-etl".to_owned(),
+        params: Default::default(),
+        triggered_by: "cli:test".to_owned(),
+        tasks: vec![task("extract", &[], 0)],
+        now: at(1),
+    };
+    let backfill = store
+        .create_backfill(&sluice_store::NewBackfill {
+            dag_id: "etl".to_owned(),
+            range: sluice_store::RunRange {
+                dag_id: "etl".to_owned(),
+                start: logical_date,
+                end: logical_date + chrono::TimeDelta::days(1),
+            },
+            max_active_runs: 1,
+            reverse: false,
+            options: serde_json::json!({}),
+            triggered_by: "cli:test".to_owned(),
+            create: vec![run],
+            rerun: vec![],
+            now: at(1),
+        })
+        .await
+        .expect("creating a backfill");
+
+    let html = app.page("/dags/etl").await;
+    assert!(html.contains("backfill__old"), "{html}");
+    assert!(
+        html.contains(&format!("backfill #{}", backfill.id)),
+        "{html}"
+    );
+}

@@ -141,6 +141,42 @@ impl Store for DownStore {
         Err(down())
     }
 
+    async fn runs_in_range(&self, _range: &RunRange) -> StoreResult<Vec<RunRecord>> {
+        Err(down())
+    }
+
+    async fn clear_tasks(&self, _clear: &ClearTasks) -> StoreResult<u32> {
+        Err(down())
+    }
+
+    async fn create_backfill(&self, _backfill: &NewBackfill) -> StoreResult<BackfillRecord> {
+        Err(down())
+    }
+
+    async fn get_backfill(&self, _id: i64) -> StoreResult<Option<BackfillRecord>> {
+        Err(down())
+    }
+
+    async fn open_backfills(&self) -> StoreResult<Vec<BackfillRecord>> {
+        Err(down())
+    }
+
+    async fn backfill_progress(&self, _id: i64) -> StoreResult<BackfillProgress> {
+        Err(down())
+    }
+
+    async fn start_backfill_runs(
+        &self,
+        _id: i64,
+        _now: DateTime<Utc>,
+    ) -> StoreResult<BackfillStep> {
+        Err(down())
+    }
+
+    async fn cancel_backfill(&self, _id: i64, _now: DateTime<Utc>) -> StoreResult<bool> {
+        Err(down())
+    }
+
     fn wakeups(&self) -> Wakeups {
         Wakeups::default()
     }

@@ -1,0 +1,95 @@
+//! Running one task locally, outside any run: `sluice tasks render` and `sluice tasks test`.
+//! Nothing touches the database: there is no lease, no heartbeat, and the log goes to the
+//! given sink; upstream outputs are empty.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sluice_core::{Dag, DataInterval, Task};
+use sluice_store::{ClaimedAttempt, Lease};
+use tokio_util::sync::CancellationToken;
+
+use crate::context;
+use crate::logs::LogSink;
+use crate::steps::{self, StepContext, StepError, StepOutput};
+
+/// One task of a DAG for one logical date, as a test run.
+pub struct LocalRun<'a> {
+    pub dag: &'a Dag,
+    pub task: &'a Task,
+    pub logical_date: DateTime<Utc>,
+    pub data_interval: DataInterval,
+    /// The DAG's params with the overrides applied.
+    pub params: BTreeMap<String, Value>,
+    /// Which item of a `foreach` list; ignored for unmapped tasks.
+    pub map_index: i32,
+    /// Where relative paths resolve.
+    pub base_dir: PathBuf,
+}
+
+impl LocalRun<'_> {
+    /// The context the task's templates and processes would see in a real run.
+    pub fn context(
+        &self,
+        log: LogSink,
+        cancel: CancellationToken,
+    ) -> Result<StepContext, StepError> {
+        let attempt = ClaimedAttempt {
+            lease: Lease {
+                attempt_id: 0,
+                token: String::new(),
+            },
+            ti_id: 0,
+            run_pk: 0,
+            run_id: format!(
+                "test__{}",
+                self.logical_date
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            dag_id: self.dag.id.to_string(),
+            dag_hash: self.dag.hash.clone(),
+            task_id: self.task.id.to_string(),
+            map_index: if self.task.foreach.is_some() {
+                self.map_index
+            } else {
+                sluice_store::UNMAPPED
+            },
+            try_number: 1,
+            max_tries: 1,
+            timeout: self.task.timeout,
+            logical_date: self.logical_date,
+            data_interval: self.data_interval,
+            params: self.params.clone(),
+        };
+        context::build(
+            self.dag,
+            self.task,
+            &attempt,
+            &BTreeMap::new(),
+            log,
+            cancel,
+            &self.base_dir,
+        )
+    }
+
+    /// Runs the task's step under its timeout; `cancel` stops it (its process group is killed).
+    pub async fn run(
+        &self,
+        log: LogSink,
+        cancel: CancellationToken,
+    ) -> Result<StepOutput, StepError> {
+        let ctx = self.context(log, cancel)?;
+        let step = steps::run(&self.task.step, &ctx);
+        match self.task.timeout {
+            Some(limit) => tokio::time::timeout(limit, step).await.unwrap_or_else(|_| {
+                Err(StepError::new(format!(
+                    "timed out after {}; the process group was killed",
+                    crate::human(limit)
+                )))
+            }),
+            None => step.await,
+        }
+    }
+}
