@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use sluice_core::Dag;
 use sluice_core::TaskState;
 use sluice_scheduler::SchedulerError;
-use sluice_store::{MarkTaskInstance, NewEvent, Paused, Role, RunRecord, Store};
+use sluice_store::{ClearTasks, MarkTaskInstance, NewEvent, Paused, Role, RunRecord, Store};
 
 use crate::AppState;
 use crate::auth::{CurrentUser, safe_next};
@@ -268,6 +268,115 @@ pub(crate) async fn mark_task(
         now,
     };
     record(store, user, audit).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ClearForm {
+    /// One task; the whole run when absent.
+    task_id: Option<String>,
+    /// `true`: the task's downstream tasks too.
+    #[serde(default)]
+    downstream: bool,
+}
+
+pub(crate) async fn clear(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    Form(form): Form<ClearForm>,
+) -> Result<Response, AppError> {
+    let request = ClearRequest {
+        dag_id: &dag_id,
+        run_id: &run_id,
+        task_ids: form.task_id.into_iter().collect(),
+        downstream: form.downstream,
+    };
+    clear_run_tasks(&state, &user, &request).await?;
+    Ok(Redirect::to(&paths::run(&dag_id, &run_id)).into_response())
+}
+
+/// Which task instances of a run to run again.
+pub(crate) struct ClearRequest<'a> {
+    pub dag_id: &'a str,
+    pub run_id: &'a str,
+    /// Empty: every task of the run.
+    pub task_ids: Vec<String>,
+    pub downstream: bool,
+}
+
+/// Clears tasks of a run (with their downstream tasks, from the DAG version the run is pinned
+/// to) through the store's `clear_tasks`, as `user`, audited. Shared with the API. Returns
+/// how many task instances were cleared.
+pub(crate) async fn clear_run_tasks(
+    state: &AppState,
+    user: &CurrentUser,
+    request: &ClearRequest<'_>,
+) -> Result<u32, AppError> {
+    user.require(Role::Operator)?;
+    let store = state.store.as_ref();
+    let run = crate::views::find_run(store, request.dag_id, request.run_id).await?;
+    let instances = store.task_instances(run.pk).await?;
+    let in_run = |task_id: &str| instances.iter().any(|ti| ti.task_id == task_id);
+    let mut task_ids: Vec<String> = if request.task_ids.is_empty() {
+        instances.iter().map(|ti| ti.task_id.clone()).collect()
+    } else {
+        request.task_ids.clone()
+    };
+    if let Some(unknown) = task_ids.iter().find(|id| !in_run(id)) {
+        return Err(AppError::NotFound(format!(
+            "run `{}` has no task `{unknown}`",
+            request.run_id
+        )));
+    }
+    if request.downstream && !request.task_ids.is_empty() {
+        let dag = state
+            .dags
+            .version(store, &run.dag_id, &run.dag_hash)
+            .await?;
+        task_ids = with_downstream(&dag, &task_ids);
+    }
+    task_ids.sort();
+    task_ids.dedup();
+    let now = Utc::now();
+    let cleared = store
+        .clear_tasks(&ClearTasks {
+            run_pk: run.pk,
+            task_ids: task_ids.clone(),
+            now,
+        })
+        .await?;
+    let audit = Audit {
+        action: "clear",
+        target: format!("{}/{}", request.dag_id, request.run_id),
+        details: json!({ "task_ids": task_ids, "downstream": request.downstream, "cleared": cleared }),
+        now,
+    };
+    record(store, user, audit).await?;
+    Ok(cleared)
+}
+
+/// `selected` and every task that depends on one of them, directly or not.
+fn with_downstream(dag: &Dag, selected: &[String]) -> Vec<String> {
+    let mut chosen: Vec<String> = selected.to_vec();
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for task in &dag.tasks {
+            let id = task.id.as_str();
+            if chosen.iter().any(|c| c == id) {
+                continue;
+            }
+            if task
+                .depends_on
+                .iter()
+                .any(|up| chosen.iter().any(|c| c == up.as_str()))
+            {
+                chosen.push(id.to_owned());
+                changed = true;
+            }
+        }
+    }
+    chosen
 }
 
 /// The DAG as the scheduler last loaded it, and whether it is paused; only a DAG whose file

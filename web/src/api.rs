@@ -49,6 +49,7 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("get", "/dags/{dag_id}/runs/{run_id}/attempts"),
     ("post", "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark"),
     ("get", "/dags/{dag_id}/runs/{run_id}/outputs"),
+    ("post", "/dags/{dag_id}/runs/{run_id}/clear"),
     (
         "get",
         "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/attempts/{try_number}/log",
@@ -74,6 +75,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
             post(mark),
         )
         .route("/dags/{dag_id}/runs/{run_id}/outputs", get(outputs))
+        .route("/dags/{dag_id}/runs/{run_id}/clear", post(clear))
         .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/attempts/{try_number}/log",
             get(log),
@@ -324,6 +326,35 @@ async fn outputs(
     let run = find_run(state.store.as_ref(), &dag_id, &run_id).await?;
     let outputs = state.store.run_outputs(run.pk).await?;
     Ok(Json(json!({ "outputs": outputs })))
+}
+
+#[derive(Deserialize, Default)]
+struct ClearBody {
+    /// The tasks to run again; every task of the run when empty.
+    #[serde(default)]
+    task_ids: Vec<String>,
+    /// Their downstream tasks too.
+    #[serde(default)]
+    downstream: bool,
+}
+
+/// `{"cleared": n, "run": …}`: how many task instances will run again, and the run after.
+async fn clear(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request: ClearBody = body(&bytes)?;
+    let clear = actions::ClearRequest {
+        dag_id: &dag_id,
+        run_id: &run_id,
+        task_ids: request.task_ids,
+        downstream: request.downstream,
+    };
+    let cleared = actions::clear_run_tasks(&state, &user, &clear).await?;
+    let run = find_run(state.store.as_ref(), &dag_id, &run_id).await?;
+    Ok(Json(json!({ "cleared": cleared, "run": run })))
 }
 
 #[derive(Deserialize, Default)]

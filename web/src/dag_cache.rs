@@ -28,21 +28,29 @@ impl DagCache {
         store: &dyn Store,
         record: &DagRecord,
     ) -> Result<Arc<Dag>, AppError> {
-        if let Some(parsed) = self.lock().get(&record.hash) {
+        self.version(store, &record.dag_id, &record.hash).await
+    }
+
+    /// One stored version of a DAG (the one a run is pinned to, say).
+    pub(crate) async fn version(
+        &self,
+        store: &dyn Store,
+        dag_id: &str,
+        hash: &str,
+    ) -> Result<Arc<Dag>, AppError> {
+        if let Some(parsed) = self.lock().get(hash) {
             return parsed.clone().map_err(AppError::Conflict);
         }
-        let Some(version) = store.dag_version(&record.hash).await? else {
+        let Some(version) = store.dag_version(hash).await? else {
             return Err(AppError::Conflict(format!(
-                "version {} of DAG `{}` is missing from the database",
-                record.hash, record.dag_id
+                "version {hash} of DAG `{dag_id}` is missing from the database"
             )));
         };
         let parsed: Parsed = parse_dag(&version.fileloc, &version.source)
             .map(Arc::new)
             .map_err(|errors| {
                 format!(
-                    "the stored DAG `{}` does not parse: {}",
-                    record.dag_id,
+                    "the stored DAG `{dag_id}` does not parse: {}",
                     errors.first().map(ToString::to_string).unwrap_or_default()
                 )
             });
@@ -50,7 +58,7 @@ impl DagCache {
         if cache.len() >= MAX_VERSIONS {
             cache.clear();
         }
-        cache.insert(record.hash.clone(), parsed.clone());
+        cache.insert(hash.to_owned(), parsed.clone());
         parsed.map_err(AppError::Conflict)
     }
 

@@ -76,6 +76,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/dags/{dag_id}/pause", post(actions::pause))
         .route("/dags/{dag_id}/runs/{run_id}/cancel", post(actions::cancel))
+        .route("/dags/{dag_id}/runs/{run_id}/clear", post(actions::clear))
         .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
             post(actions::mark),

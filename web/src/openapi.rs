@@ -146,6 +146,26 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
             ),
         ),
         (
+            "post",
+            "/dags/{dag_id}/runs/{run_id}/clear",
+            with_body(
+                op(
+                    "Clear tasks of a run to run them again (operator): the given ones (with their downstream tasks when asked) or every task.",
+                    &[
+                        path_param("dag_id", "The DAG's id."),
+                        path_param("run_id", "The run's id."),
+                    ],
+                    json!({ "type": "object", "properties": {
+                        "cleared": { "type": "integer" }, "run": one("Run")
+                    } }),
+                ),
+                json!({ "type": "object", "properties": {
+                    "task_ids": { "type": "array", "items": { "type": "string" }, "description": "Empty: every task." },
+                    "downstream": { "type": "boolean", "default": false }
+                } }),
+            ),
+        ),
+        (
             "get",
             "/dags/{dag_id}/runs/{run_id}/outputs",
             op(

@@ -42,6 +42,11 @@ pub(crate) fn cancel_run(dag_id: &str, run_id: &str) -> String {
     format!("{}/cancel", run(dag_id, run_id))
 }
 
+/// POST: clear a run's tasks (all, or one with its downstream) to run them again.
+pub(crate) fn clear_run(dag_id: &str, run_id: &str) -> String {
+    format!("{}/clear", run(dag_id, run_id))
+}
+
 /// POST: mark a task of a run success or failed.
 pub(crate) fn mark_task(dag_id: &str, run_id: &str, task_id: &str) -> String {
     format!("{}/tasks/{}/mark", run(dag_id, run_id), segment(task_id))

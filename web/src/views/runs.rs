@@ -21,6 +21,7 @@ pub(crate) struct RunPage {
     dag_id: String,
     dag_href: String,
     cancel_href: String,
+    clear_href: String,
     run: RunRow,
     triggered_by: String,
     queued_at: String,
@@ -105,6 +106,7 @@ pub(crate) async fn run_page(
         dag_id: run.dag_id.clone(),
         dag_href: paths::dag(&run.dag_id),
         cancel_href: paths::cancel_run(&run.dag_id, &run.run_id),
+        clear_href: paths::clear_run(&run.dag_id, &run.run_id),
         triggered_by: run.triggered_by.clone(),
         queued_at: time(run.queued_at),
         params: run
@@ -181,6 +183,8 @@ pub(crate) async fn attempt_log_page(
 struct TaskRow {
     task_id: String,
     mark_href: String,
+    /// In a terminal state: it can be cleared.
+    settled: bool,
     map_index: Option<i32>,
     state: &'static str,
     /// Tries started so far, and how many the retry policy allows.
@@ -202,6 +206,7 @@ impl TaskRow {
         TaskRow {
             task_id: instance.task_id.clone(),
             mark_href: paths::mark_task(&run.dag_id, &run.run_id, &instance.task_id),
+            settled: instance.state.is_terminal(),
             map_index: mapped(instance.map_index),
             state: instance.state.as_str(),
             try_number: instance.try_number,

@@ -336,3 +336,112 @@ async fn operator_marks_a_running_task_success_and_the_run_moves_on() {
     assert_eq!(failed.status, StatusCode::SEE_OTHER);
     assert_eq!(runs(app.store.as_ref()).await[0].state, RunState::Failed);
 }
+
+#[tokio::test]
+async fn operator_clears_a_failed_task_with_its_downstream_and_the_run_goes_again() {
+    let app = TestApp::spawn_as(Role::Operator).await;
+    let store = app.store.as_ref();
+    let source = "\
+dag: chain
+schedule: null
+tasks:
+  first:
+    type: noop
+  second:
+    type: noop
+    depends_on: [first]
+  other:
+    type: noop
+";
+    let snapshot = DagSnapshot {
+        dag_id: "chain".to_owned(),
+        fileloc: "dags/chain.yaml".to_owned(),
+        // as the registry stores it: the hash runs are pinned to
+        hash: sluice_core::parse_dag("dags/chain.yaml", source)
+            .expect("a valid DAG")
+            .hash,
+        source: source.to_owned(),
+        schedule: None,
+        timezone: "UTC".to_owned(),
+        description: None,
+        tags: Vec::new(),
+    };
+    sync(store, vec![snapshot], Vec::new()).await;
+    let run_url = app
+        .post("/dags/chain/trigger", &[])
+        .await
+        .location()
+        .to_owned();
+    // first fails (second becomes upstream_failed), other succeeds: the run fails
+    for _ in 0..2 {
+        let claimed = crate::support::claim(store, crate::support::at(10)).await;
+        for attempt in claimed {
+            let ending = if attempt.task_id == "first" {
+                crate::support::Ending {
+                    outcome: sluice_store::AttemptOutcome::Failed,
+                    exit_code: Some(1),
+                    error: Some("boom"),
+                }
+            } else {
+                crate::support::SUCCEEDED
+            };
+            crate::support::finish(store, &attempt, ending, crate::support::at(11)).await;
+        }
+    }
+    let run = runs_of(store, "chain").await;
+    assert_eq!(run.state, RunState::Failed);
+    let page = app.page(&run_url).await;
+    assert!(page.contains("Clear run"), "{page}");
+
+    let cleared = app
+        .post(
+            &format!("{run_url}/clear"),
+            &[("task_id", "first"), ("downstream", "true")],
+        )
+        .await;
+    assert_eq!(cleared.status, StatusCode::SEE_OTHER, "{}", cleared.body);
+    let states: Vec<(String, String)> = store
+        .task_instances(runs_of(store, "chain").await.pk)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|ti| (ti.task_id, ti.state.as_str().to_owned()))
+        .collect();
+    let state_of = |id: &str| {
+        states
+            .iter()
+            .find(|(t, _)| t == id)
+            .map(|(_, s)| s.as_str())
+    };
+    assert_ne!(state_of("first"), Some("failed"), "{states:?}");
+    assert_eq!(
+        state_of("second"),
+        Some("pending"),
+        "downstream cleared: {states:?}"
+    );
+    assert_eq!(
+        state_of("other"),
+        Some("success"),
+        "not downstream: {states:?}"
+    );
+    assert_ne!(runs_of(store, "chain").await.state, RunState::Failed);
+    let seen = actions(store).await;
+    assert_eq!(seen[0].1, "clear");
+
+    let missing = app
+        .post(&format!("{run_url}/clear"), &[("task_id", "nope")])
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+async fn runs_of(store: &dyn Store, dag_id: &str) -> sluice_store::RunRecord {
+    store
+        .list_runs(&RunFilter {
+            dag_id: Some(dag_id.to_owned()),
+            state: None,
+            limit: 1,
+        })
+        .await
+        .expect("listing runs")
+        .remove(0)
+}
