@@ -118,11 +118,18 @@ suite! {
         skipped_branch_cascades_and_run_succeeds,
         retried_task_keeps_every_attempt_and_its_log,
         read_log_returns_chunks_after_seq,
-        run_outputs_come_from_successful_attempts;
+        run_outputs_come_from_successful_attempts,
+        zombie_attempts_fail_with_the_reason_and_retry,
+        cancel_run_tells_workers_to_check_their_leases,
+        find_runs_looks_across_dags,
+        pools_cap_running_instances_and_list_their_use,
+        log_beyond_the_cap_keeps_the_tail_and_counts_the_rest;
     connector:
         concurrent_run_creation_creates_one_run,
         concurrent_claims_never_claim_an_instance_twice,
         concurrent_finishes_queue_every_join,
         concurrent_starts_respect_max_active_runs,
-        concurrent_syncs_all_succeed;
+        concurrent_syncs_all_succeed,
+        concurrent_claims_never_overfill_a_pool,
+        concurrent_zombie_sweeps_fail_each_zombie_once;
 }

@@ -7,6 +7,7 @@
 //! `tests/conformance.rs` runs every function once per backend.
 
 mod claims;
+mod cluster;
 mod concurrency;
 mod registry;
 mod results;
@@ -25,6 +26,7 @@ use sluice_core::{DataInterval, RunType, TaskState, TriggerRule};
 use crate::*;
 
 pub use claims::*;
+pub use cluster::*;
 pub use concurrency::*;
 pub use registry::*;
 pub use results::*;

@@ -12,6 +12,7 @@
 //! notifications into wake-ups in every process.
 
 mod attempts;
+mod cluster;
 mod listen;
 mod runs;
 
@@ -40,6 +41,7 @@ const MAX_CONNECTIONS: u32 = 10;
 
 pub struct PgStore {
     pool: PgPool,
+    options: StoreOptions,
     wakeups: Wakeups,
     listener: tokio::task::AbortHandle,
 }
@@ -48,6 +50,11 @@ impl PgStore {
     /// `postgres://user:password@host:port/database`. Fails at once with the server's answer
     /// when it cannot be reached, and starts listening for work notifications.
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// `connect` with options other than the defaults.
+    pub async fn connect_with(url: &str, store_options: StoreOptions) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url)?.application_name("sluice");
         // a first direct connection says why the server cannot be reached; the pool would
         // retry a refused connection until its timeout and then only say that it timed out
@@ -75,6 +82,7 @@ impl PgStore {
             listen::start(options.application_name("sluice-listener"), wakeups.clone()).await?;
         Ok(PgStore {
             pool,
+            options: store_options,
             wakeups,
             listener,
         })
@@ -101,6 +109,15 @@ impl Columns for PgRow {
     fn json_value(&self, _table: &'static str, column: &str) -> StoreResult<Value> {
         Ok(sqlx::Row::try_get(self, column)?)
     }
+}
+
+/// Tells every process's workers, once the transaction commits, that attempts were cancelled.
+async fn notify_cancel(conn: &mut PgConnection) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(listen::CANCEL_CHANNEL)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Tells every process's workers, once the transaction commits, that work may be claimable.
@@ -319,6 +336,46 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(read::worker).collect()
+    }
+
+    async fn remove_worker(&self, worker_id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM workers WHERE worker_id = $1")
+            .bind(worker_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn lost_leases(&self, leases: &[Lease]) -> StoreResult<Vec<i64>> {
+        cluster::lost_leases(self, leases).await
+    }
+
+    async fn fail_zombies(&self, sweep: &ZombieSweep) -> StoreResult<Vec<ZombieAttempt>> {
+        cluster::fail_zombies(self, sweep).await
+    }
+
+    async fn set_pool(&self, pool: &PoolSlots, now: DateTime<Utc>) -> StoreResult<()> {
+        cluster::set_pool(self, pool, now).await
+    }
+
+    async fn delete_pool(&self, name: &str) -> StoreResult<bool> {
+        cluster::delete_pool(self, name).await
+    }
+
+    async fn list_pools(&self) -> StoreResult<Vec<PoolRecord>> {
+        cluster::list_pools(self).await
+    }
+
+    async fn find_runs(&self, run_id: &str) -> StoreResult<Vec<RunRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM dag_runs WHERE run_id = $1 ORDER BY dag_id"
+        ))
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(read::run).collect()
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {

@@ -180,7 +180,7 @@ async fn processes_migrating_at_once_apply_each_migration_once() {
             .fetch_all(&mut conn)
             .await
             .expect("reading the migrations table");
-    assert_eq!(applied, [(1, true)]);
+    assert_eq!(applied, [(1, true), (2, true)]);
 }
 
 #[tokio::test]
