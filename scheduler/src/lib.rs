@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sluice_core::clock::Clock;
 use sluice_core::{RunState, RunType, Timetable};
-use sluice_store::{DagSync, RunFilter, RunRecord, Store, StoreError};
+use sluice_store::{DagSync, RunFilter, RunRecord, Store, StoreError, ZombieAttempt, ZombieSweep};
 use tokio::sync::{Mutex, watch};
 
 pub use registry::{FolderLoader, Loaded, LoadedDag, load_paths};
@@ -42,6 +42,9 @@ pub struct SchedulerConfig {
     /// At most this many runs are created per DAG per tick, so a long catch-up does not hold
     /// up every other DAG; the next tick continues it.
     pub max_runs_created_per_tick: usize,
+    /// A running attempt whose worker has not heartbeaten for this long is failed as a zombie
+    /// and retried per its task's retries.
+    pub zombie_after: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -49,6 +52,7 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             tick_interval: Duration::from_secs(1),
             max_runs_created_per_tick: 64,
+            zombie_after: Duration::from_secs(60),
         }
     }
 }
@@ -60,6 +64,7 @@ pub struct TickReport {
     pub created: Vec<String>,
     pub started: Vec<String>,
     pub finished: Vec<(i64, RunState)>,
+    pub zombies: Vec<ZombieAttempt>,
 }
 
 pub struct Scheduler {
@@ -135,6 +140,24 @@ impl Scheduler {
                 tracing::info!(dag_id, run_id = %run.run_id, "run started");
                 report.started.push(run.run_id);
             }
+        }
+        let zombie_after =
+            chrono::Duration::from_std(self.config.zombie_after).unwrap_or(chrono::Duration::MAX);
+        let sweep = ZombieSweep {
+            stale_before: now.checked_sub_signed(zombie_after).unwrap_or(now),
+            now,
+        };
+        for zombie in self.store.fail_zombies(&sweep).await? {
+            tracing::warn!(
+                run_pk = zombie.run_pk,
+                task_id = %zombie.task_id,
+                try_number = zombie.try_number,
+                worker_id = %zombie.worker_id,
+                last_heartbeat = %zombie.last_heartbeat,
+                task_state = %zombie.task_state,
+                "attempt failed: its worker stopped heartbeating (zombie)"
+            );
+            report.zombies.push(zombie);
         }
         for run_pk in self.store.running_run_pks().await? {
             if let Some(state) = self.store.evaluate_run(run_pk, now).await?.finished {

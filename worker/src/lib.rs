@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod context;
+mod leases;
 pub mod logs;
 pub mod steps;
 
@@ -23,6 +24,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use context::connections_from_env;
+use leases::HeldLeases;
 use logs::{LogSink, LogWriter};
 use steps::{StepContext, StepError, StepOutput};
 
@@ -35,7 +37,10 @@ pub struct WorkerConfig {
     pub slots: u32,
     /// The longest an idle worker waits before looking for work without a wake-up.
     pub poll_interval: Duration,
+    /// How often the worker and each of its attempts tell the store they are alive.
     pub heartbeat_interval: Duration,
+    /// How often running attempts' leases are checked without a cancel notification.
+    pub lease_check_interval: Duration,
     /// On shutdown, how long running attempts may go on before they are stopped and
     /// recorded as failed (and retried if their task allows).
     pub shutdown_grace: Duration,
@@ -51,7 +56,8 @@ impl WorkerConfig {
             queues: vec!["default".to_owned()],
             slots,
             poll_interval: Duration::from_secs(1),
-            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(5),
+            lease_check_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(30),
             base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
         }
@@ -66,6 +72,8 @@ pub struct Worker {
     dags: Mutex<HashMap<String, Arc<Dag>>>,
     /// Cancelled when the shutdown grace runs out: running attempts stop and fail.
     stopping: CancellationToken,
+    /// The attempts running now, so a cancel reaches them at once.
+    held: Arc<HeldLeases>,
 }
 
 impl Worker {
@@ -76,15 +84,36 @@ impl Worker {
             config,
             dags: Mutex::new(HashMap::new()),
             stopping: CancellationToken::new(),
+            held: Arc::new(HeldLeases::default()),
         })
     }
 
-    /// Claims and runs attempts until `shutdown` turns true, then waits for running ones.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// Claims and runs attempts until `shutdown` turns true, then lets running ones finish
+    /// within the shutdown grace, stops the rest (recorded as failed, retried per their
+    /// retries) and removes itself from the workers list.
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let background = CancellationToken::new();
+        let beating = tokio::spawn(self.clone().beat_until(background.clone()));
+        let watching = tokio::spawn(leases::watch_leases(
+            self.store.clone(),
+            self.held.clone(),
+            self.config.lease_check_interval,
+            background.clone(),
+        ));
+        self.clone().dispatch(shutdown).await;
+        background.cancel();
+        let _ = beating.await;
+        let _ = watching.await;
+        if let Err(error) = self.store.remove_worker(&self.config.worker_id).await {
+            tracing::warn!(%error, "removing this worker from the workers list failed");
+        }
+        tracing::info!(worker_id = %self.config.worker_id, "worker stopped");
+    }
+
+    async fn dispatch(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut wakeups = self.store.wakeups().subscribe();
         let mut running: JoinSet<()> = JoinSet::new();
         let mut failures = 0u32;
-        let mut beat_timer = tokio::time::interval(self.config.heartbeat_interval);
         loop {
             wakeups.borrow_and_update();
             let free = self.config.slots.saturating_sub(running.len() as u32);
@@ -125,7 +154,6 @@ impl Worker {
                 _ = wakeups.changed() => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
-                _ = beat_timer.tick() => self.beat(running.len() as u32).await,
                 _ = stopped(&mut shutdown) => break,
             }
         }
@@ -159,17 +187,26 @@ impl Worker {
         self.store.claim_attempts(&claim).await
     }
 
-    async fn beat(&self, slots_in_use: u32) {
-        let beat = WorkerBeat {
-            worker_id: self.config.worker_id.clone(),
-            host: self.config.host.clone(),
-            queues: self.config.queues.clone(),
-            slots: self.config.slots,
-            slots_in_use,
-            now: self.clock.now(),
-        };
-        if let Err(error) = self.store.worker_heartbeat(&beat).await {
-            tracing::warn!(%error, "worker heartbeat failed");
+    /// The worker's own heartbeat, on its own task so a busy dispatcher never delays it.
+    async fn beat_until(self: Arc<Self>, stop: CancellationToken) {
+        let mut timer = tokio::time::interval(self.config.heartbeat_interval);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = timer.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            let beat = WorkerBeat {
+                worker_id: self.config.worker_id.clone(),
+                host: self.config.host.clone(),
+                queues: self.config.queues.clone(),
+                slots: self.config.slots,
+                slots_in_use: self.held.count(),
+                now: self.clock.now(),
+            };
+            if let Err(error) = self.store.worker_heartbeat(&beat).await {
+                tracing::warn!(%error, "worker heartbeat failed");
+            }
         }
     }
 
@@ -177,11 +214,13 @@ impl Worker {
     #[tracing::instrument(skip_all, fields(dag_id = %attempt.dag_id, run_id = %attempt.run_id, task_id = %attempt.task_id, try_number = attempt.try_number))]
     pub async fn execute(&self, attempt: ClaimedAttempt) {
         let cancel = CancellationToken::new();
+        self.held.hold(&attempt.lease, cancel.clone());
         let (log, writer) =
             LogWriter::start(self.store.clone(), attempt.lease.clone(), cancel.clone());
         let heartbeat = self.spawn_heartbeat(&attempt, cancel.clone());
         let result = self.run_attempt(&attempt, &log, &cancel).await;
         heartbeat.abort();
+        self.held.release(&attempt.lease);
         if let Err(error) = &result {
             log.line(format!(
                 "[sluice] attempt {} failed: {}",
