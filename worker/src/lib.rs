@@ -176,6 +176,12 @@ impl Worker {
         }
     }
 
+    /// Stops running attempts now instead of at the end of the shutdown grace (they are
+    /// recorded as failed, and retried per their retries).
+    pub fn stop_now(&self) {
+        self.stopping.cancel();
+    }
+
     /// Claims up to `limit` attempts: one round of the dispatcher, for tests.
     pub async fn claim(&self, limit: u32) -> Result<Vec<ClaimedAttempt>, StoreError> {
         let claim = Claim {
