@@ -1,5 +1,7 @@
 //! End-to-end tests: the real `sluice` binary, started as users start it.
 
 mod cli;
+mod cluster;
+mod scale_out;
 mod standalone;
 mod support;
