@@ -2,6 +2,7 @@
 
 mod cli;
 mod cluster;
+mod routing;
 mod scale_out;
 mod standalone;
 mod support;
