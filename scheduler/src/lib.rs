@@ -73,6 +73,9 @@ pub struct Scheduler {
     config: SchedulerConfig,
     loader: Mutex<FolderLoader>,
     synced_once: std::sync::atomic::AtomicBool,
+    /// When a tick last failed (the database was away). Workers could not heartbeat then
+    /// either, so zombies are only looked for once `zombie_after` has passed since.
+    last_failure: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
 impl Scheduler {
@@ -88,6 +91,7 @@ impl Scheduler {
             config,
             loader: Mutex::new(loader),
             synced_once: false.into(),
+            last_failure: std::sync::Mutex::new(None),
         }
     }
 
@@ -147,7 +151,17 @@ impl Scheduler {
             stale_before: now.checked_sub_signed(zombie_after).unwrap_or(now),
             now,
         };
-        for zombie in self.store.fail_zombies(&sweep).await? {
+        let recovering = self
+            .last_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some_and(|failed_at| failed_at > sweep.stale_before);
+        let zombies = if recovering {
+            Vec::new()
+        } else {
+            self.store.fail_zombies(&sweep).await?
+        };
+        for zombie in zombies {
             tracing::warn!(
                 run_pk = zombie.run_pk,
                 task_id = %zombie.task_id,
@@ -243,6 +257,10 @@ impl Scheduler {
                 }
                 Err(error) => {
                     failures += 1;
+                    *self
+                        .last_failure
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(self.clock.now());
                     let pause = backoff(failures);
                     tracing::error!(%error, retry_in_ms = pause.as_millis() as u64, "scheduler tick failed");
                     pause

@@ -2,6 +2,8 @@
 
 mod cli;
 mod cluster;
+mod outage;
+mod own_postgres;
 mod routing;
 mod scale_out;
 mod standalone;
