@@ -76,6 +76,10 @@ pub struct Scheduler {
     /// When a tick last failed (the database was away). Workers could not heartbeat then
     /// either, so zombies are only looked for once `zombie_after` has passed since.
     last_failure: std::sync::Mutex<Option<DateTime<Utc>>>,
+    /// Per DAG (and file hash): nothing can fall due before this time, so ticks until then
+    /// skip the DAG without asking the database. An idle scheduler with a thousand DAGs
+    /// then costs a few queries a tick, not thousands.
+    quiet_until: std::sync::Mutex<HashMap<String, (String, DateTime<Utc>)>>,
 }
 
 impl Scheduler {
@@ -92,6 +96,7 @@ impl Scheduler {
             loader: Mutex::new(loader),
             synced_once: false.into(),
             last_failure: std::sync::Mutex::new(None),
+            quiet_until: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -130,12 +135,24 @@ impl Scheduler {
             .into_iter()
             .map(|d| (d.dag_id, d.is_paused))
             .collect();
+        let queued: std::collections::HashSet<String> = self
+            .store
+            .dags_with_queued_runs()
+            .await?
+            .into_iter()
+            .collect();
         for (dag_id, loaded_dag) in &loaded.dags {
             if paused.get(dag_id).copied().unwrap_or(false) {
                 continue;
             }
             let dag = &loaded_dag.dag;
-            self.create_due_runs(dag, now, &mut report).await?;
+            let created = report.created.len();
+            if !self.quiet(dag, now) {
+                self.create_due_runs(dag, now, &mut report).await?;
+            }
+            if report.created.len() == created && !queued.contains(dag_id) {
+                continue;
+            }
             for run in self
                 .store
                 .start_queued_runs(dag_id, dag.max_active_runs, now)
@@ -207,7 +224,18 @@ impl Scheduler {
             .last_scheduled_interval_end(dag.id.as_str())
             .await?;
         let limit = room.min(self.config.max_runs_created_per_tick);
-        for interval in timetable.due(last_end, now, dag.catchup, limit) {
+        let due = timetable.due(last_end, now, dag.catchup, limit);
+        if due.is_empty() {
+            // nothing is due before the schedule's next tick (or ever, past its end date)
+            let until = timetable
+                .tick_after(now)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            self.quiet_until
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(dag.id.as_str().to_owned(), (dag.hash.clone(), until));
+        }
+        for interval in due {
             let request = RunRequest {
                 run_type: RunType::Scheduled,
                 logical_date: interval.start,
@@ -227,6 +255,16 @@ impl Scheduler {
             }
         }
         Ok(())
+    }
+
+    /// True when an earlier tick found nothing due for this version of the DAG before a time
+    /// still to come.
+    fn quiet(&self, dag: &sluice_core::Dag, now: DateTime<Utc>) -> bool {
+        self.quiet_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(dag.id.as_str())
+            .is_some_and(|(hash, until)| *hash == dag.hash && now < *until)
     }
 
     async fn active_runs(&self, dag_id: &str) -> Result<usize, SchedulerError> {

@@ -47,6 +47,7 @@ on_both_stores!(
     a_broken_file_is_an_import_error_and_the_others_still_load,
     two_files_claiming_one_dag_id_report_the_second,
     a_tick_fails_a_silent_workers_attempt_as_a_zombie_and_it_is_retried,
+    a_quiet_dag_gets_its_next_run_when_its_schedule_ticks,
 );
 
 /// `None` when PostgreSQL is not configured (the helper printed why; under CI=true it panics).
@@ -268,4 +269,20 @@ async fn a_tick_fails_a_silent_workers_attempt_as_a_zombie_and_it_is_retried(bac
         error.starts_with("worker gone stopped heartbeating at"),
         "{error}"
     );
+}
+
+async fn a_quiet_dag_gets_its_next_run_when_its_schedule_ticks(backend: Backend) {
+    let yaml = DAILY.replace("catchup: true", "catchup: false");
+    let Some(f) = fixture(backend, &[("daily.yaml", &yaml)]).await else {
+        return;
+    };
+    f.scheduler.tick(at(2026, 1, 5, 12)).await.unwrap();
+    // nothing is due until 02:00 tomorrow: these ticks find nothing (and skip the DAG)
+    for hour in [13, 18, 23] {
+        let report = f.scheduler.tick(at(2026, 1, 5, hour)).await.unwrap();
+        assert!(report.created.is_empty(), "{:?}", report.created);
+    }
+    let report = f.scheduler.tick(at(2026, 1, 6, 2)).await.unwrap();
+    assert_eq!(report.created, ["scheduled__2026-01-05T02:00:00Z"]);
+    assert_eq!(runs(f.store.as_ref(), "daily").await.len(), 2);
 }

@@ -137,6 +137,9 @@ pub trait Store: Send + Sync + 'static {
     async fn evaluate_run(&self, run_pk: i64, now: DateTime<Utc>) -> StoreResult<RunProgress>;
     /// Primary keys of the runs in state `running`.
     async fn running_run_pks(&self) -> StoreResult<Vec<i64>>;
+    /// The DAGs that have runs waiting in state `queued`, so the scheduler tries to start
+    /// runs of those only.
+    async fn dags_with_queued_runs(&self) -> StoreResult<Vec<String>>;
     /// Cancels a run that is not finished: unfinished task instances and running attempts
     /// become `cancelled`. Returns false when the run was already finished.
     async fn cancel_run(&self, run_pk: i64, now: DateTime<Utc>) -> StoreResult<bool>;

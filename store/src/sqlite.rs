@@ -386,6 +386,14 @@ impl Store for SqliteStore {
         )
     }
 
+    async fn dags_with_queued_runs(&self) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT dag_id FROM dag_runs WHERE state = 'queued' ORDER BY dag_id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn cancel_run(&self, run_pk: i64, now: DateTime<Utc>) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let now = micros(now);

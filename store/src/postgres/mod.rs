@@ -283,6 +283,14 @@ impl Store for PgStore {
         )
     }
 
+    async fn dags_with_queued_runs(&self) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT dag_id FROM dag_runs WHERE state = 'queued' ORDER BY dag_id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn cancel_run(&self, run_pk: i64, now: DateTime<Utc>) -> StoreResult<bool> {
         runs::cancel(self, run_pk, now).await
     }
