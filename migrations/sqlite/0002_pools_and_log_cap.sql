@@ -12,3 +12,6 @@ ALTER TABLE task_attempts ADD COLUMN log_bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE task_attempts ADD COLUMN log_dropped_bytes INTEGER NOT NULL DEFAULT 0;
 
 CREATE INDEX task_attempts_by_worker ON task_attempts (worker_id) WHERE state = 'running';
+
+-- A finished attempt asks whether anything else in its run is unsettled or waits on it.
+CREATE INDEX task_instances_by_run_state ON task_instances (run_pk, state);

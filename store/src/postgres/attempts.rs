@@ -283,7 +283,7 @@ async fn finish_in_tx(
         .execute(&mut *tx)
         .await?;
     }
-    let ti = sqlx::query("SELECT max_tries, retry_delay_ms, retry_exponential, max_retry_delay_ms FROM task_instances WHERE id = $1")
+    let ti = sqlx::query("SELECT task_id, max_tries, retry_delay_ms, retry_exponential, max_retry_delay_ms FROM task_instances WHERE id = $1")
         .bind(leased.ti_id)
         .fetch_one(&mut *tx)
         .await?;
@@ -303,7 +303,26 @@ async fn finish_in_tx(
     .bind(leased.ti_id)
     .execute(&mut *tx)
     .await?;
-    let progress = evaluate_in_tx(&mut *tx, leased.run_pk, finish.now).await?;
+    // A whole evaluation reads every task instance of the run: a fan-out of n tasks would
+    // cost n² reads. It can change something only when a pending task waits on this one, or
+    // when nothing else in the run is unsettled (the run ends); the run's row is locked, so
+    // the last task to finish always sees the others settled.
+    let may_change: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = $1 AND state = 'pending' \
+                          AND upstream @> jsonb_build_array($2::text)) \
+             OR NOT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = $1 AND id <> $3 \
+                          AND state IN ('pending', 'queued', 'running', 'up_for_retry'))",
+    )
+    .bind(leased.run_pk)
+    .bind(ti.text("task_id")?)
+    .bind(leased.ti_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let progress = if may_change {
+        evaluate_in_tx(&mut *tx, leased.run_pk, finish.now).await?
+    } else {
+        RunProgress::default()
+    };
     let wake = decide::wakes_workers(after.task_state, &progress);
     if wake {
         notify_work(&mut *tx).await?;

@@ -194,7 +194,7 @@ async fn finish_in_tx(
             .execute(&mut *tx)
             .await?;
     }
-    let ti = sqlx::query("SELECT max_tries, retry_delay_ms, retry_exponential, max_retry_delay_ms FROM task_instances WHERE id = ?")
+    let ti = sqlx::query("SELECT task_id, max_tries, retry_delay_ms, retry_exponential, max_retry_delay_ms FROM task_instances WHERE id = ?")
         .bind(leased.ti_id)
         .fetch_one(&mut *tx)
         .await?;
@@ -212,7 +212,24 @@ async fn finish_in_tx(
         .bind(leased.ti_id)
         .execute(&mut *tx)
         .await?;
-    let progress = evaluate_in_tx(&mut *tx, leased.run_pk, finish.now).await?;
+    // only when a pending task waits on this one, or nothing else in the run is unsettled,
+    // can a whole evaluation (every task instance of the run) change anything
+    let may_change: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = ?1 AND state = 'pending' \
+                          AND EXISTS (SELECT 1 FROM json_each(upstream) WHERE value = ?2)) \
+             OR NOT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = ?1 AND id <> ?3 \
+                          AND state IN ('pending', 'queued', 'running', 'up_for_retry'))",
+    )
+    .bind(leased.run_pk)
+    .bind(ti.text("task_id")?)
+    .bind(leased.ti_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let progress = if may_change {
+        evaluate_in_tx(&mut *tx, leased.run_pk, finish.now).await?
+    } else {
+        RunProgress::default()
+    };
     Ok(FinishResult {
         task_state: after.task_state,
         progress,

@@ -105,12 +105,15 @@ pub(crate) async fn attempt_log_page(
             request.try_number
         )));
     };
-    let log: String = store
-        .read_log(attempt.id, 0)
-        .await?
-        .into_iter()
-        .map(|chunk| chunk.content)
-        .collect();
+    let mut log = String::new();
+    if attempt.log_dropped_bytes > 0 {
+        // the oldest output went over the per-attempt cap: say so where it would have been
+        log.push_str(&sluice_store::dropped_log_line(attempt.log_dropped_bytes));
+        log.push('\n');
+    }
+    for chunk in store.read_log(attempt.id, 0).await? {
+        log.push_str(&chunk.content);
+    }
     Ok(LogPage {
         refresh: attempt.state == AttemptState::Running,
         dag_id: run.dag_id.clone(),
