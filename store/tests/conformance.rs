@@ -131,5 +131,6 @@ suite! {
         concurrent_starts_respect_max_active_runs,
         concurrent_syncs_all_succeed,
         concurrent_claims_never_overfill_a_pool,
-        concurrent_zombie_sweeps_fail_each_zombie_once;
+        concurrent_zombie_sweeps_fail_each_zombie_once,
+        concurrent_last_finishes_end_their_run;
 }

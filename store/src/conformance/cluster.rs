@@ -395,3 +395,51 @@ pub async fn concurrent_zombie_sweeps_fail_each_zombie_once(db: &dyn Connector) 
         sluice_core::RunState::Failed
     );
 }
+
+pub async fn concurrent_last_finishes_end_their_run(db: &dyn Connector) {
+    const RUNS: i64 = 30;
+    const WORKERS: usize = 6;
+    // runs of two independent tasks, finished side by side: whichever commits last must see
+    // the other settled and end the run, with no scheduler to re-evaluate it
+    let setup = db.open().await;
+    for day in 0..RUNS {
+        let tasks = vec![task("left", &[]), task("right", &[])];
+        setup
+            .create_run_if_absent(&daily_run("sales", day, tasks))
+            .await
+            .expect("creating")
+            .expect("new run");
+    }
+    let max_active = u32::try_from(RUNS).expect("small");
+    setup
+        .start_queued_runs("sales", max_active, t(RUNS * DAY))
+        .await
+        .expect("starting");
+    let barrier = Arc::new(Barrier::new(WORKERS));
+    let mut workers = JoinSet::new();
+    for i in 0..WORKERS {
+        let store = db.open().await;
+        let barrier = barrier.clone();
+        workers.spawn(async move {
+            barrier.wait().await;
+            loop {
+                let batch = store
+                    .claim_attempts(&claim(&format!("w{i}"), 1, t(RUNS * DAY)))
+                    .await
+                    .expect("claiming");
+                if batch.is_empty() {
+                    return;
+                }
+                for attempt in &batch {
+                    let done = finished(attempt, AttemptOutcome::Success, t(RUNS * DAY + 1));
+                    store.finish_attempt(&done).await.expect("finishing");
+                }
+            }
+        });
+    }
+    while let Some(result) = workers.join_next().await {
+        result.expect("a worker finished");
+    }
+    let running = setup.running_run_pks().await.expect("reading");
+    assert!(running.is_empty(), "{} runs never ended", running.len());
+}

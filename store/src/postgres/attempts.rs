@@ -232,14 +232,73 @@ async fn insert_log(
     Ok(())
 }
 
+/// Most attempts of a wide run have no task waiting on them: their end is recorded without
+/// the run's lock, so attempts of one run finish side by side instead of one at a time. Only
+/// an attempt that a pending task waits on takes the run's lock and evaluates the run in its
+/// transaction. Whether the run has ended is asked after the commit: of several attempts
+/// ending together, the last to commit sees every other settled and evaluates the run.
 pub(super) async fn finish(store: &PgStore, finish: &FinishAttempt) -> StoreResult<FinishResult> {
+    let found: Option<(i64, i64, String)> = sqlx::query_as(
+        "SELECT a.run_pk, a.ti_id, ti.task_id FROM task_attempts a JOIN task_instances ti ON ti.id = a.ti_id WHERE a.id = $1",
+    )
+    .bind(finish.lease.attempt_id)
+    .fetch_optional(&store.pool)
+    .await?;
+    let Some((run_pk, ti_id, task_id)) = found else {
+        return Err(StoreError::LeaseLost {
+            attempt_id: finish.lease.attempt_id,
+        });
+    };
+    // a task leaves `pending` for good: a `false` here cannot turn `true` later
+    let waited_on: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = $1 AND state = 'pending' \
+                        AND upstream @> jsonb_build_array($2::text))",
+    )
+    .bind(run_pk)
+    .bind(&task_id)
+    .fetch_one(&store.pool)
+    .await?;
     let mut tx = store.tx().await?;
-    let (result, wake) = finish_in_tx(&mut tx, finish).await?;
+    if waited_on {
+        // the run's row first, as every transaction that decides about the run takes its locks
+        lock_run(&mut tx, run_pk).await?;
+    } else {
+        // the task instance before the attempt, in the order `cancel_run` takes them
+        sqlx::query("SELECT 1 FROM task_instances WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(ti_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let evaluate = if waited_on {
+        Evaluate::InTransaction
+    } else {
+        Evaluate::Later
+    };
+    let (mut result, wake) = finish_in_tx(&mut tx, finish, evaluate).await?;
     tx.commit().await?;
     if wake {
         store.wakeups.wake();
     }
+    if !waited_on && result.task_state.is_terminal() {
+        let unsettled: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = $1 \
+                            AND state IN ('pending', 'queued', 'running', 'up_for_retry'))",
+        )
+        .bind(run_pk)
+        .fetch_one(&store.pool)
+        .await?;
+        if !unsettled {
+            result.progress = super::runs::evaluate(store, run_pk, finish.now).await?;
+        }
+    }
     Ok(result)
+}
+
+/// Whether `finish_in_tx` evaluates the run (its row already locked by the caller).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Evaluate {
+    InTransaction,
+    Later,
 }
 
 /// Records the attempt's end inside the caller's transaction; true when idle workers must be
@@ -247,18 +306,8 @@ pub(super) async fn finish(store: &PgStore, finish: &FinishAttempt) -> StoreResu
 async fn finish_in_tx(
     tx: &mut PgConnection,
     finish: &FinishAttempt,
+    evaluate: Evaluate,
 ) -> StoreResult<(FinishResult, bool)> {
-    // the run's row first, as every transaction that changes the run takes its locks
-    let run_pk: Option<i64> = sqlx::query_scalar("SELECT run_pk FROM task_attempts WHERE id = $1")
-        .bind(finish.lease.attempt_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(run_pk) = run_pk else {
-        return Err(StoreError::LeaseLost {
-            attempt_id: finish.lease.attempt_id,
-        });
-    };
-    lock_run(&mut *tx, run_pk).await?;
     let leased = lock_attempt(&mut *tx, &finish.lease).await?;
     let attempt_state = match finish.outcome {
         AttemptOutcome::Success => AttemptState::Success,
@@ -283,7 +332,7 @@ async fn finish_in_tx(
         .execute(&mut *tx)
         .await?;
     }
-    let ti = sqlx::query("SELECT task_id, max_tries, retry_delay_ms, retry_exponential, max_retry_delay_ms FROM task_instances WHERE id = $1")
+    let ti = sqlx::query("SELECT max_tries, retry_delay_ms, retry_exponential, max_retry_delay_ms FROM task_instances WHERE id = $1")
         .bind(leased.ti_id)
         .fetch_one(&mut *tx)
         .await?;
@@ -303,25 +352,9 @@ async fn finish_in_tx(
     .bind(leased.ti_id)
     .execute(&mut *tx)
     .await?;
-    // A whole evaluation reads every task instance of the run: a fan-out of n tasks would
-    // cost n² reads. It can change something only when a pending task waits on this one, or
-    // when nothing else in the run is unsettled (the run ends); the run's row is locked, so
-    // the last task to finish always sees the others settled.
-    let may_change: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = $1 AND state = 'pending' \
-                          AND upstream @> jsonb_build_array($2::text)) \
-             OR NOT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = $1 AND id <> $3 \
-                          AND state IN ('pending', 'queued', 'running', 'up_for_retry'))",
-    )
-    .bind(leased.run_pk)
-    .bind(ti.text("task_id")?)
-    .bind(leased.ti_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let progress = if may_change {
-        evaluate_in_tx(&mut *tx, leased.run_pk, finish.now).await?
-    } else {
-        RunProgress::default()
+    let progress = match evaluate {
+        Evaluate::InTransaction => evaluate_in_tx(&mut *tx, leased.run_pk, finish.now).await?,
+        Evaluate::Later => RunProgress::default(),
     };
     let wake = decide::wakes_workers(after.task_state, &progress);
     if wake {
@@ -383,7 +416,7 @@ pub(super) async fn fail_zombie(
         outputs: BTreeMap::new(),
         now: sweep.now,
     };
-    let (result, wake) = finish_in_tx(&mut tx, &finish).await?;
+    let (result, wake) = finish_in_tx(&mut tx, &finish, Evaluate::InTransaction).await?;
     tx.commit().await?;
     if wake {
         store.wakeups.wake();
