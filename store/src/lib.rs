@@ -160,6 +160,18 @@ pub trait Store: Send + Sync + 'static {
     /// tasks that became ready (queued, skipped, upstream_failed) and the run's end when every
     /// task is settled. Wakes idle workers when it queued anything.
     async fn finish_attempt(&self, finish: &FinishAttempt) -> StoreResult<FinishResult>;
+    /// `append_log(log)` and `finish_attempt` in one transaction: a short task's whole log
+    /// and result cost one commit. An empty `log` appends nothing.
+    async fn finish_attempt_with_log(
+        &self,
+        finish: &FinishAttempt,
+        log: &str,
+    ) -> StoreResult<FinishResult> {
+        if !log.is_empty() {
+            self.append_log(&finish.lease, log, finish.now).await?;
+        }
+        self.finish_attempt(finish).await
+    }
     async fn worker_heartbeat(&self, worker: &WorkerBeat) -> StoreResult<()>;
     async fn list_workers(&self) -> StoreResult<Vec<WorkerRecord>>;
     /// Forgets a worker that stopped cleanly (a crashed one stays listed, stale).

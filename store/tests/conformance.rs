@@ -123,7 +123,8 @@ suite! {
         cancel_run_tells_workers_to_check_their_leases,
         find_runs_looks_across_dags,
         pools_cap_running_instances_and_list_their_use,
-        log_beyond_the_cap_keeps_the_tail_and_counts_the_rest;
+        log_beyond_the_cap_keeps_the_tail_and_counts_the_rest,
+        finish_with_log_records_the_last_lines_with_the_result;
     connector:
         concurrent_run_creation_creates_one_run,
         concurrent_claims_never_claim_an_instance_twice,

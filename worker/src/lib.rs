@@ -234,7 +234,7 @@ impl Worker {
             ));
         }
         drop(log);
-        writer.finish().await;
+        let log_tail = writer.finish().await;
         if cancel.is_cancelled() {
             // the lease is gone (run cancelled or attempt taken over): nothing more to record
             tracing::info!("attempt stopped: its lease is no longer current");
@@ -259,7 +259,7 @@ impl Worker {
             outputs: output.outputs,
             now: self.clock.now(),
         };
-        self.finish_with_retry(&finish).await;
+        self.finish_with_retry(&finish, &log_tail).await;
     }
 
     async fn run_attempt(
@@ -408,10 +408,10 @@ impl Worker {
     }
 
     /// The end of an attempt must reach the store: retry while the database is away.
-    async fn finish_with_retry(&self, finish: &FinishAttempt) {
+    async fn finish_with_retry(&self, finish: &FinishAttempt, log_tail: &str) {
         let mut failures = 0u32;
         loop {
-            match self.store.finish_attempt(finish).await {
+            match self.store.finish_attempt_with_log(finish, log_tail).await {
                 Ok(result) => {
                     tracing::info!(state = %result.task_state, queued_downstream = result.progress.queued, "attempt finished");
                     return;

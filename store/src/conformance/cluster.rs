@@ -443,3 +443,42 @@ pub async fn concurrent_last_finishes_end_their_run(db: &dyn Connector) {
     let running = setup.running_run_pks().await.expect("reading");
     assert!(running.is_empty(), "{} runs never ended", running.len());
 }
+
+pub async fn finish_with_log_records_the_last_lines_with_the_result(store: &dyn Store) {
+    let run = started_run(store, &daily_run("sales", 0, vec![task("a", &[])])).await;
+    let a = claim_one(store, t(DAY)).await;
+    store
+        .append_log(&a.lease, "first\n", t(DAY + 1))
+        .await
+        .expect("appending");
+    let done = finished(&a, AttemptOutcome::Success, t(DAY + 2));
+    store
+        .finish_attempt_with_log(&done, "last\n")
+        .await
+        .expect("finishing");
+    let log: Vec<String> = store
+        .read_log(a.lease.attempt_id, 0)
+        .await
+        .expect("reading")
+        .into_iter()
+        .map(|c| c.content)
+        .collect();
+    assert_eq!(log, ["first\n", "last\n"]);
+    assert_eq!(
+        run_state(store, run.pk).await,
+        sluice_core::RunState::Success
+    );
+    // under a stale lease neither the lines nor the result are taken
+    assert_lease_lost(
+        store.finish_attempt_with_log(&done, "late\n").await,
+        "a late finish",
+    );
+    assert_eq!(
+        store
+            .read_log(a.lease.attempt_id, 2)
+            .await
+            .expect("reading")
+            .len(),
+        0
+    );
+}

@@ -175,41 +175,61 @@ pub(super) async fn append_log(
 ) -> StoreResult<()> {
     let mut tx = store.tx().await?;
     lock_attempt(&mut tx, lease).await?;
-    insert_log(&mut tx, lease.attempt_id, chunk, now).await?;
+    append_in_tx(
+        &mut tx,
+        lease.attempt_id,
+        chunk,
+        now,
+        store.options.log_cap_bytes,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Appends a chunk and keeps the log within `cap` bytes, dropping (and counting) the oldest
+/// chunks but never the newest. The caller holds the attempt's row lock.
+async fn append_in_tx(
+    conn: &mut PgConnection,
+    attempt_id: i64,
+    chunk: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    cap: u64,
+) -> StoreResult<()> {
+    insert_log(&mut *conn, attempt_id, chunk, now).await?;
     let kept: i64 = sqlx::query_scalar(
         "UPDATE task_attempts SET log_bytes = log_bytes + $2 WHERE id = $1 RETURNING log_bytes",
     )
-    .bind(lease.attempt_id)
+    .bind(attempt_id)
     .bind(i64::try_from(chunk.len()).unwrap_or(i64::MAX))
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *conn)
     .await?;
-    let cap = i64::try_from(store.options.log_cap_bytes).unwrap_or(i64::MAX);
-    if kept > cap {
-        // drop the oldest chunks until the rest fits, always keeping the newest
-        let dropped: Vec<i64> = sqlx::query_scalar(
-            "WITH sized AS ( \
-                SELECT seq, SUM(octet_length(content)) OVER (ORDER BY seq) - octet_length(content) AS before \
-                FROM task_logs WHERE attempt_id = $1 \
-             ) \
-             DELETE FROM task_logs t USING sized \
-             WHERE t.attempt_id = $1 AND t.seq = sized.seq AND sized.before < $2 \
-               AND t.seq < (SELECT MAX(seq) FROM task_logs WHERE attempt_id = $1) \
-             RETURNING octet_length(t.content)::int8",
-        )
-        .bind(lease.attempt_id)
-        .bind(kept - cap)
-        .fetch_all(&mut *tx)
-        .await?;
-        let dropped: i64 = dropped.iter().sum();
-        sqlx::query(
-            "UPDATE task_attempts SET log_bytes = log_bytes - $2, log_dropped_bytes = log_dropped_bytes + $2 WHERE id = $1",
-        )
-        .bind(lease.attempt_id)
-        .bind(dropped)
-        .execute(&mut *tx)
-        .await?;
+    let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+    if kept <= cap {
+        return Ok(());
     }
-    tx.commit().await?;
+    let dropped: Vec<i64> = sqlx::query_scalar(
+        "WITH sized AS ( \
+            SELECT seq, SUM(octet_length(content)) OVER (ORDER BY seq) - octet_length(content) AS before \
+            FROM task_logs WHERE attempt_id = $1 \
+         ) \
+         DELETE FROM task_logs t USING sized \
+         WHERE t.attempt_id = $1 AND t.seq = sized.seq AND sized.before < $2 \
+           AND t.seq < (SELECT MAX(seq) FROM task_logs WHERE attempt_id = $1) \
+         RETURNING octet_length(t.content)::int8",
+    )
+    .bind(attempt_id)
+    .bind(kept - cap)
+    .fetch_all(&mut *conn)
+    .await?;
+    let dropped: i64 = dropped.iter().sum();
+    sqlx::query(
+        "UPDATE task_attempts SET log_bytes = log_bytes - $2, log_dropped_bytes = log_dropped_bytes + $2 WHERE id = $1",
+    )
+    .bind(attempt_id)
+    .bind(dropped)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -237,7 +257,11 @@ async fn insert_log(
 /// an attempt that a pending task waits on takes the run's lock and evaluates the run in its
 /// transaction. Whether the run has ended is asked after the commit: of several attempts
 /// ending together, the last to commit sees every other settled and evaluates the run.
-pub(super) async fn finish(store: &PgStore, finish: &FinishAttempt) -> StoreResult<FinishResult> {
+pub(super) async fn finish(
+    store: &PgStore,
+    finish: &FinishAttempt,
+    log: &str,
+) -> StoreResult<FinishResult> {
     let found: Option<(i64, i64, String)> = sqlx::query_as(
         "SELECT a.run_pk, a.ti_id, ti.task_id FROM task_attempts a JOIN task_instances ti ON ti.id = a.ti_id WHERE a.id = $1",
     )
@@ -274,7 +298,8 @@ pub(super) async fn finish(store: &PgStore, finish: &FinishAttempt) -> StoreResu
     } else {
         Evaluate::Later
     };
-    let (mut result, wake) = finish_in_tx(&mut tx, finish, evaluate).await?;
+    let log = (!log.is_empty()).then_some((log, store.options.log_cap_bytes));
+    let (mut result, wake) = finish_in_tx(&mut tx, finish, evaluate, log).await?;
     tx.commit().await?;
     if wake {
         store.wakeups.wake();
@@ -307,8 +332,12 @@ async fn finish_in_tx(
     tx: &mut PgConnection,
     finish: &FinishAttempt,
     evaluate: Evaluate,
+    log: Option<(&str, u64)>,
 ) -> StoreResult<(FinishResult, bool)> {
     let leased = lock_attempt(&mut *tx, &finish.lease).await?;
+    if let Some((chunk, cap)) = log {
+        append_in_tx(&mut *tx, finish.lease.attempt_id, chunk, finish.now, cap).await?;
+    }
     let attempt_state = match finish.outcome {
         AttemptOutcome::Success => AttemptState::Success,
         AttemptOutcome::Failed => AttemptState::Failed,
@@ -416,7 +445,7 @@ pub(super) async fn fail_zombie(
         outputs: BTreeMap::new(),
         now: sweep.now,
     };
-    let (result, wake) = finish_in_tx(&mut tx, &finish, Evaluate::InTransaction).await?;
+    let (result, wake) = finish_in_tx(&mut tx, &finish, Evaluate::InTransaction, None).await?;
     tx.commit().await?;
     if wake {
         store.wakeups.wake();

@@ -319,7 +319,15 @@ impl Store for PgStore {
     }
 
     async fn finish_attempt(&self, finish: &FinishAttempt) -> StoreResult<FinishResult> {
-        attempts::finish(self, finish).await
+        attempts::finish(self, finish, "").await
+    }
+
+    async fn finish_attempt_with_log(
+        &self,
+        finish: &FinishAttempt,
+        log: &str,
+    ) -> StoreResult<FinishResult> {
+        attempts::finish(self, finish, log).await
     }
 
     async fn worker_heartbeat(&self, worker: &WorkerBeat) -> StoreResult<()> {

@@ -98,40 +98,60 @@ pub(super) async fn append_log(
 ) -> StoreResult<()> {
     let mut tx = store.write_tx().await?;
     check_lease(&mut tx, lease).await?;
-    insert_log(&mut tx, lease.attempt_id, chunk, now).await?;
+    append_in_tx(
+        &mut tx,
+        lease.attempt_id,
+        chunk,
+        now,
+        store.options.log_cap_bytes,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Appends a chunk and keeps the log within `cap` bytes, dropping (and counting) the oldest
+/// chunks but never the newest.
+async fn append_in_tx(
+    conn: &mut SqliteConnection,
+    attempt_id: i64,
+    chunk: &str,
+    now: DateTime<Utc>,
+    cap: u64,
+) -> StoreResult<()> {
+    insert_log(&mut *conn, attempt_id, chunk, now).await?;
     let kept: i64 = sqlx::query_scalar(
         "UPDATE task_attempts SET log_bytes = log_bytes + ? WHERE id = ? RETURNING log_bytes",
     )
     .bind(i64::try_from(chunk.len()).unwrap_or(i64::MAX))
-    .bind(lease.attempt_id)
-    .fetch_one(&mut *tx)
+    .bind(attempt_id)
+    .fetch_one(&mut *conn)
     .await?;
-    let cap = i64::try_from(store.options.log_cap_bytes).unwrap_or(i64::MAX);
-    if kept > cap {
-        // drop the oldest chunks until the rest fits, always keeping the newest
-        let dropped: Vec<i64> = sqlx::query_scalar(
-            "DELETE FROM task_logs WHERE attempt_id = ?1 AND seq IN ( \
-                SELECT seq FROM (SELECT seq, SUM(length(CAST(content AS BLOB))) OVER (ORDER BY seq) \
-                                        - length(CAST(content AS BLOB)) AS before \
-                                 FROM task_logs WHERE attempt_id = ?1) \
-                WHERE before < ?2) \
-             AND seq < (SELECT MAX(seq) FROM task_logs WHERE attempt_id = ?1) \
-             RETURNING length(CAST(content AS BLOB))",
-        )
-        .bind(lease.attempt_id)
-        .bind(kept - cap)
-        .fetch_all(&mut *tx)
-        .await?;
-        let dropped: i64 = dropped.iter().sum();
-        sqlx::query(
-            "UPDATE task_attempts SET log_bytes = log_bytes - ?1, log_dropped_bytes = log_dropped_bytes + ?1 WHERE id = ?2",
-        )
-        .bind(dropped)
-        .bind(lease.attempt_id)
-        .execute(&mut *tx)
-        .await?;
+    let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+    if kept <= cap {
+        return Ok(());
     }
-    tx.commit().await?;
+    let dropped: Vec<i64> = sqlx::query_scalar(
+        "DELETE FROM task_logs WHERE attempt_id = ?1 AND seq IN ( \
+            SELECT seq FROM (SELECT seq, SUM(length(CAST(content AS BLOB))) OVER (ORDER BY seq) \
+                                    - length(CAST(content AS BLOB)) AS before \
+                             FROM task_logs WHERE attempt_id = ?1) \
+            WHERE before < ?2) \
+         AND seq < (SELECT MAX(seq) FROM task_logs WHERE attempt_id = ?1) \
+         RETURNING length(CAST(content AS BLOB))",
+    )
+    .bind(attempt_id)
+    .bind(kept - cap)
+    .fetch_all(&mut *conn)
+    .await?;
+    let dropped: i64 = dropped.iter().sum();
+    sqlx::query(
+        "UPDATE task_attempts SET log_bytes = log_bytes - ?1, log_dropped_bytes = log_dropped_bytes + ?1 WHERE id = ?2",
+    )
+    .bind(dropped)
+    .bind(attempt_id)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -156,8 +176,20 @@ async fn insert_log(
 pub(super) async fn finish(
     store: &SqliteStore,
     finish: &FinishAttempt,
+    log: &str,
 ) -> StoreResult<FinishResult> {
     let mut tx = store.write_tx().await?;
+    if !log.is_empty() {
+        check_lease(&mut tx, &finish.lease).await?;
+        append_in_tx(
+            &mut tx,
+            finish.lease.attempt_id,
+            log,
+            finish.now,
+            store.options.log_cap_bytes,
+        )
+        .await?;
+    }
     let result = finish_in_tx(&mut tx, finish).await?;
     tx.commit().await?;
     if decide::wakes_workers(result.task_state, &result.progress) {
