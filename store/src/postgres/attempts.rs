@@ -262,26 +262,20 @@ pub(super) async fn finish(
     finish: &FinishAttempt,
     log: &str,
 ) -> StoreResult<FinishResult> {
-    let found: Option<(i64, i64, String)> = sqlx::query_as(
-        "SELECT a.run_pk, a.ti_id, ti.task_id FROM task_attempts a JOIN task_instances ti ON ti.id = a.ti_id WHERE a.id = $1",
+    // a task leaves `pending` for good: `waited_on` false cannot turn true later
+    let found: Option<(i64, i64, bool)> = sqlx::query_as(
+        "SELECT a.run_pk, a.ti_id, EXISTS (SELECT 1 FROM task_instances d WHERE d.run_pk = a.run_pk \
+                AND d.state = 'pending' AND d.upstream @> jsonb_build_array(ti.task_id)) AS waited_on \
+         FROM task_attempts a JOIN task_instances ti ON ti.id = a.ti_id WHERE a.id = $1",
     )
     .bind(finish.lease.attempt_id)
     .fetch_optional(&store.pool)
     .await?;
-    let Some((run_pk, ti_id, task_id)) = found else {
+    let Some((run_pk, ti_id, waited_on)) = found else {
         return Err(StoreError::LeaseLost {
             attempt_id: finish.lease.attempt_id,
         });
     };
-    // a task leaves `pending` for good: a `false` here cannot turn `true` later
-    let waited_on: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = $1 AND state = 'pending' \
-                        AND upstream @> jsonb_build_array($2::text))",
-    )
-    .bind(run_pk)
-    .bind(&task_id)
-    .fetch_one(&store.pool)
-    .await?;
     let mut tx = store.tx().await?;
     if waited_on {
         // the run's row first, as every transaction that decides about the run takes its locks
