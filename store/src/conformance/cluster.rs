@@ -156,7 +156,7 @@ pub async fn cancel_run_tells_workers_to_check_their_leases(store: &dyn Store) {
     );
     assert_eq!(
         store
-            .lost_leases(&[a.lease.clone()])
+            .lost_leases(std::slice::from_ref(&a.lease))
             .await
             .expect("checking"),
         [a.lease.attempt_id]
