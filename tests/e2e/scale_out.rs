@@ -426,3 +426,48 @@ async fn cancelling_a_run_kills_its_task_on_the_worker_within_a_second() {
     let output = cluster.cli(&["runs", "cancel", "no_such_run"]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_and_scheduler_serve_the_cluster_and_stop_cleanly_on_sigterm() {
+    let Some(database) = fresh_postgres_url().await else {
+        return;
+    };
+    let mut cluster = Cluster::new(database.url(), &[("wide.yaml", &fan_out("wide", 3))]).await;
+    let scheduler = cluster.spawn("scheduler", FAST_SCHEDULER);
+    let web = cluster.spawn("web", &["web", "--port", "0"]);
+    cluster.worker("worker", &[]);
+    let run = cluster.trigger("wide").await;
+    let run = cluster.finished(run.pk, Duration::from_secs(30)).await;
+    assert_eq!(run.state, RunState::Success);
+    let base_url = cluster
+        .until(
+            "the web process says where it listens",
+            Duration::from_secs(30),
+            async || {
+                let said = cluster.process(web).stderr();
+                said.split("web UI on ")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(|url| url.trim_end_matches('/').to_owned())
+                    .ok_or(said)
+            },
+        )
+        .await;
+    let page = reqwest::get(format!("{base_url}/dags/wide"))
+        .await
+        .expect("fetching the DAG page");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("a body").contains(&run.run_id));
+
+    for index in [web, scheduler] {
+        cluster.signal(index, "-TERM");
+        let status = cluster.wait_exit(index, Duration::from_secs(10));
+        assert!(status.success(), "{status:?}\n{}", cluster.logs());
+    }
+    assert!(
+        cluster
+            .process(scheduler)
+            .stderr()
+            .contains("sluice scheduler: stopped")
+    );
+}
