@@ -18,6 +18,22 @@ pub(super) async fn claim(store: &PgStore, claim: &Claim) -> StoreResult<Vec<Cla
     if claim.limit == 0 {
         return Ok(Vec::new());
     }
+    let mut attempts = super::claims::claim_without_pools(store, claim).await?;
+    let claimed = u32::try_from(attempts.len()).unwrap_or(u32::MAX);
+    if claimed < claim.limit {
+        // pools have sizes (the fast path took nothing), or the queue ran dry
+        let rest = Claim {
+            limit: claim.limit - claimed,
+            ..claim.clone()
+        };
+        attempts.extend(claim_within_pools(store, &rest).await?);
+    }
+    Ok(attempts)
+}
+
+/// The claim when pools may cap it: pick, then keep what fits in the pools (their rows
+/// locked), then mark running and insert the attempts, in one transaction.
+async fn claim_within_pools(store: &PgStore, claim: &Claim) -> StoreResult<Vec<ClaimedAttempt>> {
     let mut tx = store.tx().await?;
     // pick first, skipping pools already full by the last committed count (a hint: the
     // count that decides is taken under the pools' locks below)

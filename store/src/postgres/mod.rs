@@ -12,6 +12,7 @@
 //! notifications into wake-ups in every process.
 
 mod attempts;
+mod claims;
 mod cluster;
 mod listen;
 mod runs;
