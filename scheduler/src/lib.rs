@@ -73,8 +73,8 @@ pub struct Scheduler {
     config: SchedulerConfig,
     loader: Mutex<FolderLoader>,
     synced_once: std::sync::atomic::AtomicBool,
-    /// When a tick last failed (the database was away). Workers could not heartbeat then
-    /// either, so zombies are only looked for once `zombie_after` has passed since.
+    /// When a tick last failed or stalled (the database was away). Workers could not
+    /// heartbeat then either, so zombies are only looked for once `zombie_after` has passed.
     last_failure: std::sync::Mutex<Option<DateTime<Utc>>>,
     /// Per DAG (and file hash): nothing can fall due before this time, so ticks until then
     /// skip the DAG without asking the database. An idle scheduler with a thousand DAGs
@@ -285,7 +285,19 @@ impl Scheduler {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut failures = 0u32;
         loop {
-            let pause = match self.tick(self.clock.now()).await {
+            let started = std::time::Instant::now();
+            let result = self.tick(self.clock.now()).await;
+            // a tick that failed, or that waited long for the database, means the database
+            // was away: workers could not heartbeat meanwhile either
+            let stalled =
+                started.elapsed() > self.config.tick_interval * 2 + Duration::from_secs(1);
+            if result.is_err() || stalled {
+                *self
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(self.clock.now());
+            }
+            let pause = match result {
                 Ok(_) => {
                     if failures > 0 {
                         tracing::info!("scheduler recovered after {failures} failed ticks");
@@ -295,10 +307,6 @@ impl Scheduler {
                 }
                 Err(error) => {
                     failures += 1;
-                    *self
-                        .last_failure
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(self.clock.now());
                     let pause = backoff(failures);
                     tracing::error!(%error, retry_in_ms = pause.as_millis() as u64, "scheduler tick failed");
                     pause

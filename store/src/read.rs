@@ -357,12 +357,35 @@ pub(crate) fn zombie_candidate(row: &impl Columns) -> StoreResult<ZombieCandidat
     })
 }
 
-/// The line a zombie attempt's log and error carry.
-pub(crate) fn zombie_message(worker_id: &str, last_heartbeat: DateTime<Utc>) -> String {
-    format!(
-        "worker {worker_id} stopped heartbeating at {}; marked as a zombie",
-        last_heartbeat.format("%Y-%m-%d %H:%M:%S%.3fZ")
-    )
+/// The line a zombie attempt's log and error carry, and the last sign of life it names: the
+/// worker's, or, when the worker still heartbeats but no longer this attempt (it lost it,
+/// e.g. a claim whose answer never reached it), the attempt's.
+pub(crate) fn zombie_message(
+    worker_id: &str,
+    attempt_beat: DateTime<Utc>,
+    worker_beat: Option<DateTime<Utc>>,
+    stale_before: DateTime<Utc>,
+) -> (String, DateTime<Utc>) {
+    let at = |time: DateTime<Utc>| time.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string();
+    match worker_beat {
+        Some(worker_beat) if worker_beat >= stale_before => (
+            format!(
+                "worker {worker_id} is alive but stopped heartbeating this attempt at {}; marked as a zombie",
+                at(attempt_beat)
+            ),
+            attempt_beat,
+        ),
+        _ => {
+            let last = worker_beat.map_or(attempt_beat, |w| w.max(attempt_beat));
+            (
+                format!(
+                    "worker {worker_id} stopped heartbeating at {}; marked as a zombie",
+                    at(last)
+                ),
+                last,
+            )
+        }
+    }
 }
 
 /// The line a log starts with when its oldest chunks were dropped.

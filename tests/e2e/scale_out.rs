@@ -385,8 +385,9 @@ async fn cancelling_a_run_kills_its_task_on_the_worker_within_a_second() {
         &[("sleeper.yaml", &SLEEPER.replace("NAP", "60"))],
     )
     .await;
-    cluster.spawn("scheduler", FAST_SCHEDULER);
-    // a heartbeat far slower than the deadline: the cancel must not wait for it
+    // a heartbeat far slower than the deadline: the cancel must not wait for it (and the
+    // scheduler must not take the quiet attempt for a zombie meanwhile)
+    cluster.spawn("scheduler", &["scheduler", "--tick-interval", "200ms"]);
     cluster.spawn("worker", &["worker", "--heartbeat-interval", "30s"]);
     let run = cluster.trigger("sleeper").await;
     cluster.running_attempt(run.pk, "nap").await;

@@ -268,7 +268,7 @@ impl Worker {
         log: &LogSink,
         cancel: &CancellationToken,
     ) -> Result<StepOutput, StepError> {
-        let dag = self.dag(&attempt.dag_hash, &attempt.dag_id).await?;
+        let dag = self.dag(&attempt.dag_hash, &attempt.dag_id, cancel).await?;
         let task = dag.task(&attempt.task_id).ok_or_else(|| {
             StepError::new(format!(
                 "task `{}` is not in version {} of DAG `{}`",
@@ -331,8 +331,9 @@ impl Worker {
         let outputs = match task.step {
             sluice_core::Step::Noop => Default::default(),
             _ => self
-                .store
-                .run_outputs(attempt.run_pk)
+                .through_outage("reading upstream outputs", &cancel, || {
+                    self.store.run_outputs(attempt.run_pk)
+                })
                 .await
                 .map_err(|e| StepError::new(format!("reading upstream outputs: {e}")))?,
         };
@@ -347,13 +348,19 @@ impl Worker {
         )
     }
 
-    async fn dag(&self, hash: &str, dag_id: &str) -> Result<Arc<Dag>, StepError> {
+    async fn dag(
+        &self,
+        hash: &str,
+        dag_id: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Arc<Dag>, StepError> {
         if let Some(dag) = self.dags.lock().await.get(hash) {
             return Ok(dag.clone());
         }
         let version = self
-            .store
-            .dag_version(hash)
+            .through_outage("loading the DAG version", cancel, || {
+                self.store.dag_version(hash)
+            })
             .await
             .map_err(|e| {
                 StepError::new(format!(
@@ -377,6 +384,36 @@ impl Worker {
         let dag = Arc::new(dag);
         self.dags.lock().await.insert(hash.to_owned(), dag.clone());
         Ok(dag)
+    }
+
+    /// A read an attempt needs before its step runs, retried while the database is away: an
+    /// outage is not the task's failure. Gives up only when the attempt is stopped.
+    async fn through_outage<T, F, Fut>(
+        &self,
+        what: &str,
+        cancel: &CancellationToken,
+        mut read: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut failures = 0u32;
+        loop {
+            match read().await {
+                Err(StoreError::Database(error)) => {
+                    failures += 1;
+                    let pause = Duration::from_millis(250 * u64::from(failures.min(20)));
+                    tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "{what} failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = cancel.cancelled() => return Err(StoreError::Database(error)),
+                        _ = self.stopping.cancelled() => return Err(StoreError::Database(error)),
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     fn spawn_heartbeat(

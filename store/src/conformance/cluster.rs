@@ -31,7 +31,11 @@ pub async fn zombie_attempts_fail_with_the_reason_and_retry(store: &dyn Store) {
     };
     let run = started_run(
         store,
-        &daily_run("sales", 0, vec![retried, task("alive", &[])]),
+        &daily_run(
+            "sales",
+            0,
+            vec![retried, task("alive", &[]), task("orphan", &[])],
+        ),
     )
     .await;
     let dead = store
@@ -48,10 +52,21 @@ pub async fn zombie_attempts_fail_with_the_reason_and_retry(store: &dyn Store) {
         .worker_heartbeat(&beat("dead-worker", t(DAY)))
         .await
         .expect("beating");
+    // the live worker holds `alive` (and heartbeats it) but not `orphan`, whose claim it
+    // never heard back from
+    let orphan = store
+        .claim_attempts(&claim("live-worker", 1, t(DAY)))
+        .await
+        .expect("claiming")
+        .remove(0);
     store
         .worker_heartbeat(&beat("live-worker", t(DAY + 100)))
         .await
         .expect("beating");
+    store
+        .heartbeat_attempt(&alive.lease, t(DAY + 100))
+        .await
+        .expect("beating the attempt");
 
     let early = ZombieSweep {
         stale_before: t(DAY),
@@ -73,10 +88,15 @@ pub async fn zombie_attempts_fail_with_the_reason_and_retry(store: &dyn Store) {
     let zombies = store.fail_zombies(&sweep).await.expect("sweeping");
     assert_eq!(
         zombies.len(),
-        1,
-        "only the silent worker's attempt: {zombies:?}"
+        2,
+        "the silent worker's attempt and the orphan: {zombies:?}"
     );
     let zombie = &zombies[0];
+    let orphaned = &zombies[1];
+    assert_eq!(
+        (orphaned.attempt_id, orphaned.last_heartbeat),
+        (orphan.lease.attempt_id, t(DAY))
+    );
     assert_eq!(
         (zombie.attempt_id, zombie.task_id.as_str()),
         (dead.lease.attempt_id, "long")
@@ -106,6 +126,16 @@ pub async fn zombie_attempts_fail_with_the_reason_and_retry(store: &dyn Store) {
         .map(|c| c.content)
         .collect();
     assert!(log.contains(&format!("[sluice] {expected}")), "log: {log}");
+    let orphaned = attempts
+        .iter()
+        .find(|a| a.id == orphan.lease.attempt_id)
+        .expect("the attempt");
+    assert_eq!(
+        orphaned.error.as_deref(),
+        Some(
+            "worker live-worker is alive but stopped heartbeating this attempt at 2026-01-02 00:00:00.000Z; marked as a zombie"
+        )
+    );
     let still = attempts
         .iter()
         .find(|a| a.id == alive.lease.attempt_id)

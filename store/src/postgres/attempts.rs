@@ -435,11 +435,11 @@ pub(super) async fn fail_zombie(
             .bind(&candidate.worker_id)
             .fetch_optional(&mut *tx)
             .await?;
-    let last_heartbeat = worker_beat.map_or(beat, |w| w.max(beat));
-    if last_heartbeat >= sweep.stale_before {
+    if beat >= sweep.stale_before {
         return Ok(None);
     }
-    let message = read::zombie_message(&candidate.worker_id, last_heartbeat);
+    let (message, last_heartbeat) =
+        read::zombie_message(&candidate.worker_id, beat, worker_beat, sweep.stale_before);
     insert_log(
         &mut tx,
         candidate.attempt_id,

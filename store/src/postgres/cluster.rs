@@ -30,8 +30,7 @@ pub(super) async fn fail_zombies(
     let rows = sqlx::query(
         "SELECT a.id, a.run_pk, a.lease_token, a.worker_id, ti.task_id, ti.map_index \
          FROM task_attempts a JOIN task_instances ti ON ti.id = a.ti_id \
-         LEFT JOIN workers w ON w.worker_id = a.worker_id \
-         WHERE a.state = 'running' AND a.heartbeat_at < $1 AND (w.heartbeat_at IS NULL OR w.heartbeat_at < $1) \
+         WHERE a.state = 'running' AND a.heartbeat_at < $1 \
          ORDER BY a.id",
     )
     .bind(sweep.stale_before)

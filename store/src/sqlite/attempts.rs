@@ -276,8 +276,7 @@ pub(super) async fn fail_zombies(
     let rows = sqlx::query(
         "SELECT a.id, a.run_pk, a.lease_token, a.worker_id, ti.task_id, ti.map_index \
          FROM task_attempts a JOIN task_instances ti ON ti.id = a.ti_id \
-         LEFT JOIN workers w ON w.worker_id = a.worker_id \
-         WHERE a.state = 'running' AND a.heartbeat_at < ?1 AND (w.heartbeat_at IS NULL OR w.heartbeat_at < ?1) \
+         WHERE a.state = 'running' AND a.heartbeat_at < ?1 \
          ORDER BY a.id",
     )
     .bind(stale_before)
@@ -318,11 +317,11 @@ async fn fail_zombie(
     .await?;
     let beat = row.time("task_attempts", "heartbeat_at")?;
     let worker_beat = row.opt_time("workers", "worker_heartbeat_at")?;
-    let last_heartbeat = worker_beat.map_or(beat, |w| w.max(beat));
-    if last_heartbeat >= sweep.stale_before {
+    if beat >= sweep.stale_before {
         return Ok(None);
     }
-    let message = read::zombie_message(&candidate.worker_id, last_heartbeat);
+    let (message, last_heartbeat) =
+        read::zombie_message(&candidate.worker_id, beat, worker_beat, sweep.stale_before);
     insert_log(
         &mut tx,
         candidate.attempt_id,
