@@ -20,8 +20,8 @@ pub(super) async fn claim(store: &PgStore, claim: &Claim) -> StoreResult<Vec<Cla
     }
     let mut attempts = super::claims::claim_without_pools(store, claim).await?;
     let claimed = u32::try_from(attempts.len()).unwrap_or(u32::MAX);
-    if claimed < claim.limit {
-        // pools have sizes (the fast path took nothing), or the queue ran dry
+    if claimed < claim.limit && super::claims::pools_exist(store).await? {
+        // pools have sizes: the fast path took nothing
         let rest = Claim {
             limit: claim.limit - claimed,
             ..claim.clone()

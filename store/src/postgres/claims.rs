@@ -2,6 +2,8 @@
 //! statement (pick, mark running, insert the attempts with fresh leases, read their runs) in
 //! one round trip, instead of a transaction of five.
 
+use std::time::{Duration, Instant};
+
 use sqlx::postgres::PgRow;
 
 use super::PgStore;
@@ -54,4 +56,31 @@ pub(super) async fn claim_without_pools(
             read::claimed_attempt(row, &run, lease)
         })
         .collect()
+}
+
+/// How long a look at the `pools` table is trusted. The one-statement claim checks the table
+/// itself and never exceeds a pool; this only decides whether a short claim also tries the
+/// pool-counting path, so a pool sized meanwhile is honoured within this delay.
+const POOLS_SEEN_FOR: Duration = Duration::from_secs(1);
+
+/// Whether any pool has a size, looked up at most once per `POOLS_SEEN_FOR`: an idle worker's
+/// empty claim then costs one statement, not a transaction more.
+pub(super) async fn pools_exist(store: &PgStore) -> StoreResult<bool> {
+    let seen = *store
+        .pools_seen
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((at, exist)) = seen
+        && at.elapsed() < POOLS_SEEN_FOR
+    {
+        return Ok(exist);
+    }
+    let exist: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pools)")
+        .fetch_one(&store.pool)
+        .await?;
+    *store
+        .pools_seen
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((Instant::now(), exist));
+    Ok(exist)
 }

@@ -60,6 +60,11 @@ pub(super) async fn set_pool(
     .bind(now)
     .execute(&store.pool)
     .await?;
+    // this process claims within the pool from now on
+    *store
+        .pools_seen
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
     // a pool that grew may let waiting tasks run
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(super::listen::CHANNEL)

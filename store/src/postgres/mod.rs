@@ -43,6 +43,8 @@ const MAX_CONNECTIONS: u32 = 10;
 pub struct PgStore {
     pool: PgPool,
     options: StoreOptions,
+    /// Whether the `pools` table had rows when last looked at, and when: see `claims`.
+    pools_seen: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
     wakeups: Wakeups,
     listener: tokio::task::AbortHandle,
 }
@@ -84,6 +86,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             options: store_options,
+            pools_seen: std::sync::Mutex::new(None),
             wakeups,
             listener,
         })
