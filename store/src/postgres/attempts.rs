@@ -212,11 +212,18 @@ async fn append_in_tx(
     now: chrono::DateTime<chrono::Utc>,
     cap: u64,
 ) -> StoreResult<()> {
-    insert_log(&mut *conn, attempt_id, chunk, now).await?;
     let kept: i64 = sqlx::query_scalar(
-        "UPDATE task_attempts SET log_bytes = log_bytes + $2 WHERE id = $1 RETURNING log_bytes",
+        "WITH appended AS ( \
+            INSERT INTO task_logs (attempt_id, seq, content, created_at) \
+            VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM task_logs WHERE attempt_id = $1), $2, $3) \
+            RETURNING attempt_id \
+         ) \
+         UPDATE task_attempts SET log_bytes = log_bytes + $4 \
+         WHERE id = (SELECT attempt_id FROM appended) RETURNING log_bytes",
     )
     .bind(attempt_id)
+    .bind(chunk)
+    .bind(now)
     .bind(i64::try_from(chunk.len()).unwrap_or(i64::MAX))
     .fetch_one(&mut *conn)
     .await?;
@@ -272,7 +279,9 @@ async fn insert_log(
 /// the run's lock, so attempts of one run finish side by side instead of one at a time. Only
 /// an attempt that a pending task waits on takes the run's lock and evaluates the run in its
 /// transaction. Whether the run has ended is asked after the commit: of several attempts
-/// ending together, the last to commit sees every other settled and evaluates the run.
+/// ending together, the last to commit sees every other settled and evaluates the run. (It
+/// must be asked after every commit: a task seen waiting inside the transaction may be
+/// claimed and finished by another worker before this commit lands.)
 pub(super) async fn finish(
     store: &PgStore,
     finish: &FinishAttempt,
@@ -309,7 +318,7 @@ pub(super) async fn finish(
         Evaluate::Later
     };
     let log = (!log.is_empty()).then_some((log, store.options.log_cap_bytes));
-    let (mut result, wake) = finish_in_tx(&mut tx, finish, evaluate, log).await?;
+    let Finished { mut result, wake } = finish_in_tx(&mut tx, finish, evaluate, log).await?;
     tx.commit().await?;
     if wake {
         store.wakeups.wake();
@@ -336,14 +345,20 @@ enum Evaluate {
     Later,
 }
 
-/// Records the attempt's end inside the caller's transaction; true when idle workers must be
-/// woken once it commits (`NOTIFY` is already sent in it).
+/// What `finish_in_tx` decided.
+struct Finished {
+    result: FinishResult,
+    /// Idle workers must be woken once the transaction commits (`NOTIFY` is sent in it).
+    wake: bool,
+}
+
+/// Records the attempt's end inside the caller's transaction.
 async fn finish_in_tx(
     tx: &mut PgConnection,
     finish: &FinishAttempt,
     evaluate: Evaluate,
     log: Option<(&str, u64)>,
-) -> StoreResult<(FinishResult, bool)> {
+) -> StoreResult<Finished> {
     let leased = lock_attempt(&mut *tx, &finish.lease).await?;
     if let Some((chunk, cap)) = log {
         append_in_tx(&mut *tx, finish.lease.attempt_id, chunk, finish.now, cap).await?;
@@ -399,11 +414,13 @@ async fn finish_in_tx(
     if wake {
         notify_work(&mut *tx).await?;
     }
-    let result = FinishResult {
-        task_state: after.task_state,
-        progress,
-    };
-    Ok((result, wake))
+    Ok(Finished {
+        result: FinishResult {
+            task_state: after.task_state,
+            progress,
+        },
+        wake,
+    })
 }
 
 /// Fails one zombie attempt: re-checked under the run's and the attempt's locks (another
@@ -455,7 +472,8 @@ pub(super) async fn fail_zombie(
         outputs: BTreeMap::new(),
         now: sweep.now,
     };
-    let (result, wake) = finish_in_tx(&mut tx, &finish, Evaluate::InTransaction, None).await?;
+    let Finished { result, wake, .. } =
+        finish_in_tx(&mut tx, &finish, Evaluate::InTransaction, None).await?;
     tx.commit().await?;
     if wake {
         store.wakeups.wake();
