@@ -51,6 +51,29 @@ enum Command {
     ///
     /// Example: sluice standalone --port 8080 --slots 8
     Standalone(commands::standalone::Args),
+    /// The scheduler alone: creates and starts runs, fails zombie attempts. Run one or more.
+    ///
+    /// Example: sluice scheduler --database-url postgres://sluice@db/sluice
+    Scheduler(commands::scheduler::Args),
+    /// A worker: runs tasks of the given queues. Run as many as needed, on any host.
+    ///
+    /// Example: sluice worker --queue default,spark --slots 8 --database-url postgres://sluice@db/sluice
+    Worker(commands::worker::Args),
+    /// The web UI alone.
+    ///
+    /// Example: sluice web --bind 0.0.0.0 --port 8080 --database-url postgres://sluice@db/sluice
+    Web(commands::web::Args),
+    /// Print a task's log from the database, from whichever worker ran it.
+    ///
+    /// Example: sluice logs manual__2026-11-25T08:00:00Z extract --try 2 --follow
+    Logs(commands::logs::Args),
+    /// List the workers with their queues, slots in use and last heartbeat.
+    ///
+    /// Example: sluice workers
+    Workers(commands::workers::Args),
+    /// Pools: caps on how many tasks of a pool run at once across all workers.
+    #[command(subcommand)]
+    Pools(commands::pools::PoolsCommand),
     /// Check, list, inspect and trigger DAGs.
     ///
     /// Example: sluice dags validate
@@ -152,6 +175,12 @@ fn main() -> ExitCode {
             Command::Users(ref command) => commands::users::run(&cli, command).await,
             Command::Tokens(ref command) => commands::tokens::run(&cli, command).await,
             Command::Config(_) | Command::Completions { .. } => Ok(ExitCode::SUCCESS),
+            Command::Scheduler(ref args) => commands::scheduler::run(&cli, args).await,
+            Command::Worker(ref args) => commands::worker::run(&cli, args).await,
+            Command::Web(ref args) => commands::web::run(&cli, args).await,
+            Command::Logs(ref args) => commands::logs::run(&cli, args).await,
+            Command::Workers(ref args) => commands::workers::run(&cli, args).await,
+            Command::Pools(ref command) => commands::pools::run(&cli, command).await,
         }
     });
     match result {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sluice_core::clock::Clock;
 use sluice_core::{RunState, RunType, Timetable};
-use sluice_store::{DagSync, RunFilter, RunRecord, Store, StoreError};
+use sluice_store::{DagSync, RunFilter, RunRecord, Store, StoreError, ZombieAttempt, ZombieSweep};
 use tokio::sync::{Mutex, watch};
 
 pub use registry::{FolderLoader, Loaded, LoadedDag, load_paths};
@@ -50,6 +50,9 @@ pub struct SchedulerConfig {
     /// While a backfill is open, its next runs are started this often between ticks, so a
     /// backfill of short runs is not paced by the tick interval.
     pub backfill_interval: Duration,
+    /// A running attempt whose worker has not heartbeaten for this long is failed as a zombie
+    /// and retried per its task's retries.
+    pub zombie_after: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -58,6 +61,7 @@ impl Default for SchedulerConfig {
             tick_interval: Duration::from_secs(1),
             max_runs_created_per_tick: 64,
             backfill_interval: Duration::from_millis(100),
+            zombie_after: Duration::from_secs(60),
         }
     }
 }
@@ -71,6 +75,7 @@ pub struct TickReport {
     pub finished: Vec<(i64, RunState)>,
     /// Backfills this tick found finished, with their final state.
     pub backfills_finished: Vec<(i64, sluice_core::BackfillState)>,
+    pub zombies: Vec<ZombieAttempt>,
 }
 
 pub struct Scheduler {
@@ -83,6 +88,13 @@ pub struct Scheduler {
     paused: std::sync::Mutex<HashSet<String>>,
     /// Whether the last look found an open backfill (then `run` steps backfills between ticks).
     backfills_open: AtomicBool,
+    /// When a tick last failed or stalled (the database was away). Workers could not
+    /// heartbeat then either, so zombies are only looked for once `zombie_after` has passed.
+    last_failure: std::sync::Mutex<Option<DateTime<Utc>>>,
+    /// Per DAG (and file hash): nothing can fall due before this time, so ticks until then
+    /// skip the DAG without asking the database. An idle scheduler with a thousand DAGs
+    /// then costs a few queries a tick, not thousands.
+    quiet_until: std::sync::Mutex<HashMap<String, (String, DateTime<Utc>)>>,
 }
 
 impl Scheduler {
@@ -100,6 +112,8 @@ impl Scheduler {
             synced_once: false.into(),
             paused: Default::default(),
             backfills_open: false.into(),
+            last_failure: std::sync::Mutex::new(None),
+            quiet_until: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -138,12 +152,24 @@ impl Scheduler {
             .into_iter()
             .map(|d| (d.dag_id, d.is_paused))
             .collect();
+        let queued: std::collections::HashSet<String> = self
+            .store
+            .dags_with_queued_runs()
+            .await?
+            .into_iter()
+            .collect();
         for (dag_id, loaded_dag) in &loaded.dags {
             if paused.get(dag_id).copied().unwrap_or(false) {
                 continue;
             }
             let dag = &loaded_dag.dag;
-            self.create_due_runs(dag, now, &mut report).await?;
+            let created = report.created.len();
+            if !self.quiet(dag, now) {
+                self.create_due_runs(dag, now, &mut report).await?;
+            }
+            if report.created.len() == created && !queued.contains(dag_id) {
+                continue;
+            }
             for run in self
                 .store
                 .start_queued_runs(dag_id, dag.max_active_runs, now)
@@ -162,6 +188,34 @@ impl Scheduler {
             .map(|(id, _)| id.clone())
             .collect();
         self.step_backfills(now, &mut report).await?;
+        let zombie_after =
+            chrono::Duration::from_std(self.config.zombie_after).unwrap_or(chrono::Duration::MAX);
+        let sweep = ZombieSweep {
+            stale_before: now.checked_sub_signed(zombie_after).unwrap_or(now),
+            now,
+        };
+        let recovering = self
+            .last_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some_and(|failed_at| failed_at > sweep.stale_before);
+        let zombies = if recovering {
+            Vec::new()
+        } else {
+            self.store.fail_zombies(&sweep).await?
+        };
+        for zombie in zombies {
+            tracing::warn!(
+                run_pk = zombie.run_pk,
+                task_id = %zombie.task_id,
+                try_number = zombie.try_number,
+                worker_id = %zombie.worker_id,
+                last_heartbeat = %zombie.last_heartbeat,
+                task_state = %zombie.task_state,
+                "attempt failed: its worker stopped heartbeating (zombie)"
+            );
+            report.zombies.push(zombie);
+        }
         for run_pk in self.store.running_run_pks().await? {
             if let Some(state) = self.store.evaluate_run(run_pk, now).await?.finished {
                 report.finished.push((run_pk, state));
@@ -196,7 +250,18 @@ impl Scheduler {
             .last_scheduled_interval_end(dag.id.as_str())
             .await?;
         let limit = room.min(self.config.max_runs_created_per_tick);
-        for interval in timetable.due(last_end, now, dag.catchup, limit) {
+        let due = timetable.due(last_end, now, dag.catchup, limit);
+        if due.is_empty() {
+            // nothing is due before the schedule's next tick (or ever, past its end date)
+            let until = timetable
+                .tick_after(now)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            self.quiet_until
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(dag.id.as_str().to_owned(), (dag.hash.clone(), until));
+        }
+        for interval in due {
             let request = RunRequest {
                 run_type: RunType::Scheduled,
                 logical_date: interval.start,
@@ -250,6 +315,16 @@ impl Scheduler {
         Ok(())
     }
 
+    /// True when an earlier tick found nothing due for this version of the DAG before a time
+    /// still to come.
+    fn quiet(&self, dag: &sluice_core::Dag, now: DateTime<Utc>) -> bool {
+        self.quiet_until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(dag.id.as_str())
+            .is_some_and(|(hash, until)| *hash == dag.hash && now < *until)
+    }
+
     async fn active_runs(&self, dag_id: &str) -> Result<usize, SchedulerError> {
         let mut active = 0;
         for state in [RunState::Queued, RunState::Running] {
@@ -275,7 +350,19 @@ impl Scheduler {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut failures = 0u32;
         loop {
-            let pause = match self.tick(self.clock.now()).await {
+            let started = std::time::Instant::now();
+            let result = self.tick(self.clock.now()).await;
+            // a tick that failed, or that waited long for the database, means the database
+            // was away: workers could not heartbeat meanwhile either
+            let stalled =
+                started.elapsed() > self.config.tick_interval * 2 + Duration::from_secs(1);
+            if result.is_err() || stalled {
+                *self
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(self.clock.now());
+            }
+            let pause = match result {
                 Ok(_) => {
                     if failures > 0 {
                         tracing::info!("scheduler recovered after {failures} failed ticks");

@@ -46,6 +46,8 @@ on_both_stores!(
     edited_and_removed_dag_files_are_picked_up_without_restart,
     a_broken_file_is_an_import_error_and_the_others_still_load,
     two_files_claiming_one_dag_id_report_the_second,
+    a_tick_fails_a_silent_workers_attempt_as_a_zombie_and_it_is_retried,
+    a_quiet_dag_gets_its_next_run_when_its_schedule_ticks,
 );
 
 /// `None` when PostgreSQL is not configured (the helper printed why; under CI=true it panics).
@@ -218,4 +220,69 @@ async fn two_files_claiming_one_dag_id_report_the_second(backend: Backend) {
         errors
     );
     assert!(errors[0].fileloc.ends_with("b.yaml"));
+}
+
+async fn a_tick_fails_a_silent_workers_attempt_as_a_zombie_and_it_is_retried(backend: Backend) {
+    let yaml = DAILY.replace(
+        "    type: noop\n",
+        "    type: noop\n    retries: 1\n    retry_delay: 10s\n",
+    );
+    let Some(f) = fixture(backend, &[("daily.yaml", &yaml)]).await else {
+        return;
+    };
+    let start = at(2026, 1, 2, 3);
+    f.scheduler.tick(start).await.unwrap();
+    let claim = |worker: &str, now| sluice_store::Claim {
+        worker_id: worker.to_owned(),
+        queues: vec!["default".to_owned()],
+        limit: 1,
+        now,
+    };
+    let claimed = f.store.claim_attempts(&claim("gone", start)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    // within zombie_after (60 s by default) nothing happens
+    let report = f
+        .scheduler
+        .tick(start + chrono::Duration::seconds(59))
+        .await
+        .unwrap();
+    assert!(report.zombies.is_empty(), "{:?}", report.zombies);
+    let report = f
+        .scheduler
+        .tick(start + chrono::Duration::seconds(61))
+        .await
+        .unwrap();
+    assert_eq!(report.zombies.len(), 1, "{:?}", report.zombies);
+    assert_eq!(
+        report.zombies[0].task_state,
+        sluice_core::TaskState::UpForRetry
+    );
+    let retried = f
+        .store
+        .claim_attempts(&claim("other", start + chrono::Duration::seconds(72)))
+        .await
+        .unwrap();
+    assert_eq!((retried.len(), retried[0].try_number), (1, 2));
+    let attempts = f.store.attempts(retried[0].run_pk).await.unwrap();
+    let error = attempts[0].error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("worker gone stopped heartbeating at"),
+        "{error}"
+    );
+}
+
+async fn a_quiet_dag_gets_its_next_run_when_its_schedule_ticks(backend: Backend) {
+    let yaml = DAILY.replace("catchup: true", "catchup: false");
+    let Some(f) = fixture(backend, &[("daily.yaml", &yaml)]).await else {
+        return;
+    };
+    f.scheduler.tick(at(2026, 1, 5, 12)).await.unwrap();
+    // nothing is due until 02:00 tomorrow: these ticks find nothing (and skip the DAG)
+    for hour in [13, 18, 23] {
+        let report = f.scheduler.tick(at(2026, 1, 5, hour)).await.unwrap();
+        assert!(report.created.is_empty(), "{:?}", report.created);
+    }
+    let report = f.scheduler.tick(at(2026, 1, 6, 2)).await.unwrap();
+    assert_eq!(report.created, ["scheduled__2026-01-05T02:00:00Z"]);
+    assert_eq!(runs(f.store.as_ref(), "daily").await.len(), 2);
 }

@@ -16,12 +16,18 @@ pub mod config;
 pub mod dags;
 pub mod db;
 pub mod graph;
+pub mod logs;
 pub mod output;
+pub mod pools;
 pub mod runs;
+pub mod scheduler;
 pub mod standalone;
 pub mod tasks;
 pub mod tokens;
 pub mod users;
+pub mod web;
+pub mod worker;
+pub mod workers;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -65,7 +71,9 @@ pub fn who() -> String {
 pub fn init_tracing(command: &Command) {
     // services log at info; one-shot commands only say what went wrong
     let default = match command {
-        Command::Standalone(_) => "info,sqlx=warn",
+        Command::Standalone(_) | Command::Scheduler(_) | Command::Worker(_) | Command::Web(_) => {
+            "info,sqlx=warn"
+        }
         _ => "warn,sqlx=warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
@@ -99,4 +107,35 @@ fn sqlite_path(url: &str) -> Option<&str> {
         .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && !path.contains(":memory:")).then_some(path)
+}
+
+/// A duration flag (`500ms`, `30s`, `10m`): clap names the flag when it does not parse.
+pub fn duration_flag(text: &str) -> Result<std::time::Duration, String> {
+    sluice_core::schedule::parse_duration(text)
+}
+
+/// This host's name, as workers and logs show it.
+pub fn host_name() -> String {
+    hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".to_owned())
+}
+
+/// Resolves at the first SIGTERM or Ctrl-C.
+pub async fn wait_for_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; stop with Ctrl-C");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }

@@ -1,7 +1,8 @@
-//! `sluice runs list|show`.
+//! `sluice runs list|show|cancel`.
 
 use std::process::ExitCode;
 
+use chrono::Utc;
 use chrono_tz::Tz;
 use clap::Subcommand;
 use sluice_core::RunState;
@@ -39,6 +40,17 @@ pub enum RunsCommand {
         run: String,
         run_id: Option<String>,
     },
+    /// Cancel a run: its waiting tasks never start, and running ones are killed on whichever
+    /// worker holds them within about a second.
+    ///
+    /// Example: sluice runs cancel manual__2026-11-25T08:00:00Z --dag daily_sales
+    Cancel {
+        /// The run id (as `dags trigger` and the web UI show it).
+        run_id: String,
+        /// The run's DAG, needed when several DAGs have a run with this id.
+        #[arg(long = "dag")]
+        dag_id: Option<String>,
+    },
 }
 
 pub async fn run(cli: &Cli, command: &RunsCommand) -> anyhow::Result<ExitCode> {
@@ -59,7 +71,27 @@ pub async fn run(cli: &Cli, command: &RunsCommand) -> anyhow::Result<ExitCode> {
             .await
         }
         RunsCommand::Show { run, run_id } => show(cli, run, run_id.as_deref()).await,
+        RunsCommand::Cancel { run_id, dag_id } => cancel(cli, run_id, dag_id.as_deref()).await,
     }
+}
+
+async fn cancel(cli: &Cli, run_id: &str, dag_id: Option<&str>) -> anyhow::Result<ExitCode> {
+    let store = open_store(&cli.database_url).await?;
+    let run = resolve_run(store.as_ref(), run_id, dag_id).await?;
+    if store.cancel_run(run.pk, Utc::now()).await? {
+        out!("cancelled run {} of DAG {}", run.run_id, run.dag_id);
+    } else {
+        let state = store
+            .get_run_by_pk(run.pk)
+            .await?
+            .map_or(run.state, |r| r.state);
+        out!(
+            "run {} of DAG {} had already ended ({state}): nothing to cancel",
+            run.run_id,
+            run.dag_id
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn list(
@@ -229,5 +261,34 @@ pub fn task_label(task_id: &str, map_index: i32) -> String {
         format!("{task_id}[{map_index}]")
     } else {
         task_id.to_owned()
+    }
+}
+
+/// The run a user named by its run id (and, when ambiguous, its DAG): a usage error (exit
+/// code 2) when there is none or more than one.
+pub async fn resolve_run(
+    store: &dyn Store,
+    run_id: &str,
+    dag_id: Option<&str>,
+) -> anyhow::Result<RunRecord> {
+    let mut runs = store.find_runs(run_id).await?;
+    if let Some(dag_id) = dag_id {
+        runs.retain(|r| r.dag_id == dag_id);
+    }
+    match runs.len() {
+        1 => Ok(runs.remove(0)),
+        0 => Err(UsageError(match dag_id {
+            Some(dag_id) => format!("no run `{run_id}` of DAG `{dag_id}` (--dag)"),
+            None => format!("no run `{run_id}`"),
+        })
+        .into()),
+        _ => {
+            let dags: Vec<&str> = runs.iter().map(|r| r.dag_id.as_str()).collect();
+            Err(UsageError(format!(
+                "run id `{run_id}` exists in DAGs {}: say which with --dag",
+                dags.join(", ")
+            ))
+            .into())
+        }
     }
 }

@@ -10,7 +10,7 @@ use sluice_scheduler::{FolderLoader, Scheduler, SchedulerConfig};
 use sluice_worker::{Worker, WorkerConfig};
 use tokio::sync::watch;
 
-use super::open_store;
+use super::{open_store, wait_for_signal};
 use crate::Cli;
 
 #[derive(Debug, clap::Args)]
@@ -100,22 +100,4 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         Err(error) => tracing::error!(%error, "web server task failed"),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-async fn wait_for_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; stop with Ctrl-C");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
 }

@@ -154,3 +154,65 @@ impl TaskSettings {
         }
     }
 }
+
+/// Keeps the picked task instances, in order, that fit in their pools: a pool with `slots`
+/// and `running` instances takes at most `slots - running` more; an instance without a pool,
+/// or whose pool has no row, always fits.
+pub(crate) fn fit_pools(
+    picked: Vec<i64>,
+    pools: &[Option<String>],
+    slots: &[(String, i32)],
+    running: &[(String, i64)],
+) -> Vec<i64> {
+    let mut free: std::collections::HashMap<&str, i64> = slots
+        .iter()
+        .map(|(name, slots)| (name.as_str(), i64::from(*slots)))
+        .collect();
+    for (name, count) in running {
+        if let Some(room) = free.get_mut(name.as_str()) {
+            *room -= count;
+        }
+    }
+    picked
+        .into_iter()
+        .zip(pools)
+        .filter(|(_, pool)| {
+            let Some(room) = pool.as_deref().and_then(|name| free.get_mut(name)) else {
+                return true;
+            };
+            if *room <= 0 {
+                return false;
+            }
+            *room -= 1;
+            true
+        })
+        .map(|(id, _)| id)
+        .collect()
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::fit_pools;
+
+    #[test]
+    fn picked_instances_fill_only_the_free_slots_of_their_pool() {
+        let pools = [
+            Some("db".to_owned()),
+            None,
+            Some("db".to_owned()),
+            Some("db".to_owned()),
+            Some("unknown".to_owned()),
+        ];
+        let slots = [("db".to_owned(), 3)];
+        let running = [("db".to_owned(), 1)];
+        assert_eq!(
+            fit_pools(vec![1, 2, 3, 4, 5], &pools, &slots, &running),
+            [1, 2, 3, 5]
+        );
+        let full = [("db".to_owned(), 5)];
+        assert_eq!(
+            fit_pools(vec![1, 2, 3, 4, 5], &pools, &slots, &full),
+            [2, 5]
+        );
+    }
+}

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use read::dropped_log_line;
 pub use records::*;
 pub use wake::Wakeups;
 pub use web_records::*;
@@ -56,12 +57,17 @@ pub enum StoreError {
 /// Opens the store a URL names (`sqlite://path`, `sqlite::memory:`, `postgres://…`) and applies
 /// the migrations, so a process never runs against an older schema.
 pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
+    connect_with(url, StoreOptions::default()).await
+}
+
+/// `connect` with options other than the defaults (the log cap).
+pub async fn connect_with(url: &str, options: StoreOptions) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        let store = sqlite::SqliteStore::connect(url).await?;
+        let store = sqlite::SqliteStore::connect_with(url, options).await?;
         store.migrate().await?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = postgres::PgStore::connect(url).await?;
+        let store = postgres::PgStore::connect_with(url, options).await?;
         store.migrate().await?;
         Ok(Arc::new(store))
     } else {
@@ -136,6 +142,9 @@ pub trait Store: Send + Sync + 'static {
     async fn evaluate_run(&self, run_pk: i64, now: DateTime<Utc>) -> StoreResult<RunProgress>;
     /// Primary keys of the runs in state `running`.
     async fn running_run_pks(&self) -> StoreResult<Vec<i64>>;
+    /// The DAGs that have runs waiting in state `queued`, so the scheduler tries to start
+    /// runs of those only.
+    async fn dags_with_queued_runs(&self) -> StoreResult<Vec<String>>;
     /// Cancels a run that is not finished: unfinished task instances and running attempts
     /// become `cancelled`. Returns false when the run was already finished.
     async fn cancel_run(&self, run_pk: i64, now: DateTime<Utc>) -> StoreResult<bool>;
@@ -156,8 +165,41 @@ pub trait Store: Send + Sync + 'static {
     /// tasks that became ready (queued, skipped, upstream_failed) and the run's end when every
     /// task is settled. Wakes idle workers when it queued anything.
     async fn finish_attempt(&self, finish: &FinishAttempt) -> StoreResult<FinishResult>;
+    /// `append_log(log)` and `finish_attempt` in one transaction: a short task's whole log
+    /// and result cost one commit. An empty `log` appends nothing.
+    async fn finish_attempt_with_log(
+        &self,
+        finish: &FinishAttempt,
+        log: &str,
+    ) -> StoreResult<FinishResult> {
+        if !log.is_empty() {
+            self.append_log(&finish.lease, log, finish.now).await?;
+        }
+        self.finish_attempt(finish).await
+    }
     async fn worker_heartbeat(&self, worker: &WorkerBeat) -> StoreResult<()>;
     async fn list_workers(&self) -> StoreResult<Vec<WorkerRecord>>;
+    /// Forgets a worker that stopped cleanly (a crashed one stays listed, stale).
+    async fn remove_worker(&self, worker_id: &str) -> StoreResult<()>;
+    /// Of the given leases, the attempt ids whose lease is no longer current (the attempt was
+    /// cancelled, failed as a zombie or finished): the worker holding them must stop them.
+    async fn lost_leases(&self, leases: &[Lease]) -> StoreResult<Vec<i64>>;
+    /// Fails every running attempt whose own heartbeat and whose worker's heartbeat are older
+    /// than `stale_before`: the reason goes into the attempt's `error` and its log, and the
+    /// task is retried per its retries (downstream decided, run finished, as `finish_attempt`
+    /// does). One transaction per attempt, each re-checked under the run's lock, so several
+    /// schedulers sweeping at once fail each zombie once.
+    async fn fail_zombies(&self, sweep: &ZombieSweep) -> StoreResult<Vec<ZombieAttempt>>;
+
+    // ---- pools --------------------------------------------------------------------------
+
+    /// Creates or resizes a pool. Claims never run more of its task instances at once than
+    /// its slots, across every worker; a pool without a row has no cap.
+    async fn set_pool(&self, pool: &PoolSlots, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Removes a pool (its tasks run uncapped); false when there was none.
+    async fn delete_pool(&self, name: &str) -> StoreResult<bool>;
+    /// Every pool with its running and waiting task instances, by name.
+    async fn list_pools(&self) -> StoreResult<Vec<PoolRecord>>;
 
     // ---- reads --------------------------------------------------------------------------
 
@@ -165,6 +207,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>>;
     async fn get_run(&self, dag_id: &str, run_id: &str) -> StoreResult<Option<RunRecord>>;
     async fn get_run_by_pk(&self, run_pk: i64) -> StoreResult<Option<RunRecord>>;
+    /// The runs with this run id, in any DAG (run ids are unique per DAG only).
+    async fn find_runs(&self, run_id: &str) -> StoreResult<Vec<RunRecord>>;
     /// In creation order (the DAG file's task order).
     async fn task_instances(&self, run_pk: i64) -> StoreResult<Vec<TaskInstanceRecord>>;
     /// Every attempt of the run, by task instance then try number.

@@ -258,6 +258,7 @@ pub(crate) fn attempt(row: &impl Columns) -> StoreResult<AttemptRecord> {
         heartbeat_at: row.time(T, "heartbeat_at")?,
         exit_code: row.opt_int32("exit_code")?,
         error: row.opt_text("error")?,
+        log_dropped_bytes: u64::try_from(row.int("log_dropped_bytes")?).unwrap_or(0),
     })
 }
 
@@ -362,4 +363,107 @@ pub(crate) fn leased(row: Option<&impl Columns>, lease: &Lease) -> StoreResult<L
         run_pk: row.int("run_pk")?,
         try_number: row.count(T, "try_number")?,
     })
+}
+
+pub(crate) fn pool(row: &impl Columns) -> StoreResult<PoolRecord> {
+    const T: &str = "pools";
+    let count = |column: &str| -> StoreResult<u32> {
+        let value = row.int(column)?;
+        u32::try_from(value).map_err(|_| corrupt(T, format!("`{column}` out of range: {value}")))
+    };
+    Ok(PoolRecord {
+        name: row.text("name")?,
+        slots: row.count(T, "slots")?,
+        running: count("running")?,
+        queued: count("queued")?,
+        updated_at: row.time(T, "updated_at")?,
+    })
+}
+
+/// A running attempt the zombie sweep looks at (`id, run_pk, lease_token, worker_id, task_id,
+/// map_index`); whether it is a zombie is decided again under its locks.
+pub(crate) struct ZombieCandidate {
+    pub attempt_id: i64,
+    pub run_pk: i64,
+    pub token: String,
+    pub worker_id: String,
+    pub task_id: String,
+    pub map_index: i32,
+}
+
+pub(crate) fn zombie_candidate(row: &impl Columns) -> StoreResult<ZombieCandidate> {
+    Ok(ZombieCandidate {
+        attempt_id: row.int("id")?,
+        run_pk: row.int("run_pk")?,
+        token: row.text("lease_token")?,
+        worker_id: row.text("worker_id")?,
+        task_id: row.text("task_id")?,
+        map_index: row.int32("map_index")?,
+    })
+}
+
+/// The line a zombie attempt's log and error carry, and the last sign of life it names: the
+/// worker's, or, when the worker still heartbeats but no longer this attempt (it lost it,
+/// e.g. a claim whose answer never reached it), the attempt's.
+pub(crate) fn zombie_message(
+    worker_id: &str,
+    attempt_beat: DateTime<Utc>,
+    worker_beat: Option<DateTime<Utc>>,
+    stale_before: DateTime<Utc>,
+) -> (String, DateTime<Utc>) {
+    let at = |time: DateTime<Utc>| time.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string();
+    match worker_beat {
+        Some(worker_beat) if worker_beat >= stale_before => (
+            format!(
+                "worker {worker_id} is alive but stopped heartbeating this attempt at {}; marked as a zombie",
+                at(attempt_beat)
+            ),
+            attempt_beat,
+        ),
+        _ => {
+            let last = worker_beat.map_or(attempt_beat, |w| w.max(attempt_beat));
+            (
+                format!(
+                    "worker {worker_id} stopped heartbeating at {}; marked as a zombie",
+                    at(last)
+                ),
+                last,
+            )
+        }
+    }
+}
+
+/// The line a log starts with when its oldest chunks were dropped.
+pub fn dropped_log_line(bytes: u64) -> String {
+    format!(
+        "[sluice] {} bytes of earlier output dropped",
+        thousands(bytes)
+    )
+}
+
+fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dropped_bytes_read_with_thousands_separators() {
+        assert_eq!(
+            super::dropped_log_line(0),
+            "[sluice] 0 bytes of earlier output dropped"
+        );
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(1_000), "1,000");
+        assert_eq!(super::thousands(123_456), "123,456");
+        assert_eq!(super::thousands(10_485_760), "10,485,760");
+    }
 }

@@ -223,6 +223,8 @@ pub struct AttemptRecord {
     pub heartbeat_at: DateTime<Utc>,
     pub exit_code: Option<i32>,
     pub error: Option<String>,
+    /// Bytes of the oldest log chunks dropped to keep the log within its cap.
+    pub log_dropped_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -327,4 +329,60 @@ pub struct BackfillStep {
     pub started: Vec<RunRecord>,
     /// Set when this call finished the backfill (none of its runs left to run).
     pub finished: Option<BackfillState>,
+}
+/// Running attempts whose worker went silent: the attempt's heartbeat and its worker's are
+/// both older than `stale_before`.
+#[derive(Debug, Clone)]
+pub struct ZombieSweep {
+    pub stale_before: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+/// An attempt the zombie sweep failed (and handed to the retry policy).
+#[derive(Debug, Clone, Serialize)]
+pub struct ZombieAttempt {
+    pub attempt_id: i64,
+    pub run_pk: i64,
+    pub task_id: String,
+    pub map_index: i32,
+    pub try_number: u32,
+    pub worker_id: String,
+    /// The worker's last sign of life.
+    pub last_heartbeat: DateTime<Utc>,
+    /// The task instance's state afterwards: `up_for_retry` or `failed`.
+    pub task_state: TaskState,
+}
+
+/// A pool's size: at most `slots` task instances of the pool run at once, cluster-wide.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolSlots {
+    pub name: String,
+    pub slots: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolRecord {
+    pub name: String,
+    pub slots: u32,
+    /// Task instances of the pool running now.
+    pub running: u32,
+    /// Task instances of the pool waiting to be claimed (queued or due for a retry).
+    pub queued: u32,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// How a store behaves, beyond where it connects.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The most log text kept per attempt, in bytes: beyond it the oldest chunks are dropped
+    /// and counted in the attempt's `log_dropped_bytes`.
+    pub log_cap_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            log_cap_bytes: 10 * 1024 * 1024,
+        }
+    }
 }

@@ -5,14 +5,13 @@
 //! microseconds (see the migration).
 
 use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sluice_core::{AttemptState, RunState};
+use sluice_core::RunState;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -22,18 +21,25 @@ use crate::decide::{self, TaskRow, TaskSettings};
 use crate::read::{self, Columns, corrupt, not_in_open_backfill, plain_columns, run_columns};
 use crate::*;
 
+mod attempts;
 mod backfills;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    options: StoreOptions,
     wakeups: Wakeups,
 }
 
 impl SqliteStore {
     /// `sqlite://path/to/file.db` (created if missing) or `sqlite::memory:`.
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// `connect` with options other than the defaults.
+    pub async fn connect_with(url: &str, store_options: StoreOptions) -> StoreResult<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -59,6 +65,7 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore {
             pool,
+            options: store_options,
             wakeups: Wakeups::default(),
         })
     }
@@ -395,6 +402,14 @@ impl Store for SqliteStore {
         )
     }
 
+    async fn dags_with_queued_runs(&self) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT dag_id FROM dag_runs WHERE state = 'queued' ORDER BY dag_id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn cancel_run(&self, run_pk: i64, now: DateTime<Utc>) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let now = micros(now);
@@ -414,74 +429,21 @@ impl Store for SqliteStore {
         .bind(run_pk)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE task_attempts SET state = 'cancelled', ended_at = ?, error = 'the run was cancelled' WHERE run_pk = ? AND state = 'running'")
+        let stopped = sqlx::query("UPDATE task_attempts SET state = 'cancelled', ended_at = ?, error = 'the run was cancelled' WHERE run_pk = ? AND state = 'running'")
             .bind(now)
             .bind(run_pk)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
         tx.commit().await?;
+        if stopped > 0 {
+            self.wakeups.cancelled();
+        }
         Ok(true)
     }
 
     async fn claim_attempts(&self, claim: &Claim) -> StoreResult<Vec<ClaimedAttempt>> {
-        if claim.limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.write_tx().await?;
-        let now = micros(claim.now);
-        let claimed = sqlx::query(
-            "UPDATE task_instances SET state = 'running', try_number = try_number + 1, started_at = ?, ended_at = NULL, next_try_at = NULL \
-             WHERE id IN (SELECT ti.id FROM task_instances ti JOIN dag_runs r ON r.pk = ti.run_pk \
-                WHERE r.state = 'running' AND ti.queue IN (SELECT value FROM json_each(?)) \
-                AND (ti.state = 'queued' OR (ti.state = 'up_for_retry' AND ti.next_try_at <= ?)) \
-                ORDER BY ti.priority DESC, ti.id LIMIT ?) \
-             RETURNING id, run_pk, task_id, map_index, try_number, max_tries, timeout_ms",
-        )
-        .bind(now)
-        .bind(to_json(&claim.queues))
-        .bind(now)
-        .bind(i64::from(claim.limit))
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut attempts = Vec::with_capacity(claimed.len());
-        let mut runs: BTreeMap<i64, RunRecord> = BTreeMap::new();
-        for row in &claimed {
-            let ti_id = row.int("id")?;
-            let run_pk = row.int("run_pk")?;
-            let try_number = row.int32("try_number")?;
-            let token = uuid::Uuid::new_v4().to_string();
-            let attempt_id: i64 = sqlx::query_scalar(
-                "INSERT INTO task_attempts (ti_id, run_pk, try_number, state, worker_id, lease_token, started_at, heartbeat_at) \
-                 VALUES (?, ?, ?, 'running', ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(ti_id)
-            .bind(run_pk)
-            .bind(try_number)
-            .bind(&claim.worker_id)
-            .bind(&token)
-            .bind(now)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            let run = match runs.entry(run_pk) {
-                Entry::Occupied(known) => known.into_mut(),
-                Entry::Vacant(unknown) => {
-                    let run_row = sqlx::query(concat!(
-                        "SELECT ",
-                        run_columns!(),
-                        " FROM dag_runs WHERE pk = ?"
-                    ))
-                    .bind(run_pk)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    unknown.insert(read::run(&run_row)?)
-                }
-            };
-            let lease = Lease { attempt_id, token };
-            attempts.push(read::claimed_attempt(row, run, lease)?);
-        }
-        tx.commit().await?;
-        Ok(attempts)
+        attempts::claim(self, claim).await
     }
 
     async fn heartbeat_attempt(&self, lease: &Lease, now: DateTime<Utc>) -> StoreResult<()> {
@@ -500,75 +462,19 @@ impl Store for SqliteStore {
     }
 
     async fn append_log(&self, lease: &Lease, chunk: &str, now: DateTime<Utc>) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
-        check_lease(&mut tx, lease).await?;
-        sqlx::query(
-            "INSERT INTO task_logs (attempt_id, seq, content, created_at) \
-             VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM task_logs WHERE attempt_id = ?), ?, ?)",
-        )
-        .bind(lease.attempt_id)
-        .bind(lease.attempt_id)
-        .bind(chunk)
-        .bind(micros(now))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        attempts::append_log(self, lease, chunk, now).await
     }
 
     async fn finish_attempt(&self, finish: &FinishAttempt) -> StoreResult<FinishResult> {
-        let mut tx = self.write_tx().await?;
-        let leased = check_lease(&mut tx, &finish.lease).await?;
-        let now = micros(finish.now);
-        let attempt_state = match finish.outcome {
-            AttemptOutcome::Success => AttemptState::Success,
-            AttemptOutcome::Failed => AttemptState::Failed,
-        };
-        sqlx::query("UPDATE task_attempts SET state = ?, ended_at = ?, exit_code = ?, error = ? WHERE id = ?")
-            .bind(attempt_state.as_str())
-            .bind(now)
-            .bind(finish.exit_code)
-            .bind(&finish.error)
-            .bind(finish.lease.attempt_id)
-            .execute(&mut *tx)
-            .await?;
-        for (key, value) in &finish.outputs {
-            sqlx::query("INSERT INTO task_outputs (attempt_id, key, value) VALUES (?, ?, ?)")
-                .bind(finish.lease.attempt_id)
-                .bind(key)
-                .bind(to_json(value))
-                .execute(&mut *tx)
-                .await?;
-        }
-        let ti = sqlx::query("SELECT max_tries, retry_delay_ms, retry_exponential, max_retry_delay_ms FROM task_instances WHERE id = ?")
-            .bind(leased.ti_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let after = decide::after_attempt(
-            finish.outcome,
-            leased.try_number,
-            ti.count("task_instances", "max_tries")?,
-            &read::retry_policy(&ti)?,
-            finish.now,
-        );
-        sqlx::query(
-            "UPDATE task_instances SET state = ?, next_try_at = ?, ended_at = ? WHERE id = ?",
-        )
-        .bind(after.task_state.as_str())
-        .bind(after.next_try_at.map(micros))
-        .bind(after.ended_at.map(micros))
-        .bind(leased.ti_id)
-        .execute(&mut *tx)
-        .await?;
-        let progress = evaluate_in_tx(&mut tx, leased.run_pk, finish.now).await?;
-        tx.commit().await?;
-        if decide::wakes_workers(after.task_state, &progress) {
-            self.wakeups.wake();
-        }
-        Ok(FinishResult {
-            task_state: after.task_state,
-            progress,
-        })
+        attempts::finish(self, finish, "").await
+    }
+
+    async fn finish_attempt_with_log(
+        &self,
+        finish: &FinishAttempt,
+        log: &str,
+    ) -> StoreResult<FinishResult> {
+        attempts::finish(self, finish, log).await
     }
 
     async fn worker_heartbeat(&self, worker: &WorkerBeat) -> StoreResult<()> {
@@ -594,6 +500,46 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(read::worker).collect()
+    }
+
+    async fn remove_worker(&self, worker_id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM workers WHERE worker_id = ?")
+            .bind(worker_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn lost_leases(&self, leases: &[Lease]) -> StoreResult<Vec<i64>> {
+        attempts::lost_leases(self, leases).await
+    }
+
+    async fn fail_zombies(&self, sweep: &ZombieSweep) -> StoreResult<Vec<ZombieAttempt>> {
+        attempts::fail_zombies(self, sweep).await
+    }
+
+    async fn set_pool(&self, pool: &PoolSlots, now: DateTime<Utc>) -> StoreResult<()> {
+        attempts::set_pool(self, pool, now).await
+    }
+
+    async fn delete_pool(&self, name: &str) -> StoreResult<bool> {
+        attempts::delete_pool(self, name).await
+    }
+
+    async fn list_pools(&self) -> StoreResult<Vec<PoolRecord>> {
+        attempts::list_pools(self).await
+    }
+
+    async fn find_runs(&self, run_id: &str) -> StoreResult<Vec<RunRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM dag_runs WHERE run_id = ? ORDER BY dag_id"
+        ))
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(read::run).collect()
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {

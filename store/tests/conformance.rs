@@ -124,14 +124,23 @@ suite! {
         one_open_backfill_per_dag,
         cleared_tasks_run_again_and_keep_every_attempt,
         a_backfill_reruns_existing_runs_within_its_limit,
-        cancel_backfill_cancels_its_unfinished_runs;
+        cancel_backfill_cancels_its_unfinished_runs,
+        zombie_attempts_fail_with_the_reason_and_retry,
+        cancel_run_tells_workers_to_check_their_leases,
+        find_runs_looks_across_dags,
+        pools_cap_running_instances_and_list_their_use,
+        log_beyond_the_cap_keeps_the_tail_and_counts_the_rest,
+        finish_with_log_records_the_last_lines_with_the_result;
     connector:
         concurrent_run_creation_creates_one_run,
         concurrent_claims_never_claim_an_instance_twice,
         concurrent_finishes_queue_every_join,
         concurrent_starts_respect_max_active_runs,
         concurrent_syncs_all_succeed,
-        concurrent_backfill_steps_respect_its_limit;
+        concurrent_backfill_steps_respect_its_limit,
+        concurrent_claims_never_overfill_a_pool,
+        concurrent_zombie_sweeps_fail_each_zombie_once,
+        concurrent_last_finishes_end_their_run;
 }
 
 // the web's tables (users, sessions, API tokens, audit events)

@@ -174,3 +174,34 @@ fn tokens_create_prints_the_token_once_and_stores_only_its_hash() {
         "the token itself is never stored"
     );
 }
+
+#[test]
+fn service_commands_name_the_bad_flag_and_exit_with_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["worker", "--slots", "0"], "--slots must be at least 1"),
+        (&["worker", "--queue", "a b"], "--queue `a b`"),
+        (&["worker", "--grace", "soon"], "--grace"),
+        (
+            &["scheduler", "--zombie-after", "0s"],
+            "--zombie-after must be at least 1s",
+        ),
+        (&["scheduler", "--tick-interval", "fast"], "--tick-interval"),
+        (&["pools", "set", "x y", "--slots", "1"], "pool name `x y`"),
+        (&["workers", "--stale-after", "a while"], "--stale-after"),
+    ];
+    for (args, expected) in cases {
+        let output = sluice(dir.path(), args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        assert!(
+            text(&output.stderr).contains(expected),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+}

@@ -3,6 +3,11 @@
 mod backfill;
 mod browser;
 mod cli;
+mod cluster;
 mod commands;
+mod outage;
+mod own_postgres;
+mod routing;
+mod scale_out;
 mod standalone;
 mod support;

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod context;
+mod leases;
 pub mod local;
 pub mod logs;
 pub mod steps;
@@ -24,6 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use context::connections_from_env;
+use leases::HeldLeases;
 use logs::{LogSink, LogWriter};
 use steps::{StepContext, StepError, StepOutput};
 
@@ -36,7 +38,10 @@ pub struct WorkerConfig {
     pub slots: u32,
     /// The longest an idle worker waits before looking for work without a wake-up.
     pub poll_interval: Duration,
+    /// How often the worker and each of its attempts tell the store they are alive.
     pub heartbeat_interval: Duration,
+    /// How often running attempts' leases are checked without a cancel notification.
+    pub lease_check_interval: Duration,
     /// On shutdown, how long running attempts may go on before they are stopped and
     /// recorded as failed (and retried if their task allows).
     pub shutdown_grace: Duration,
@@ -52,7 +57,8 @@ impl WorkerConfig {
             queues: vec!["default".to_owned()],
             slots,
             poll_interval: Duration::from_secs(1),
-            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(5),
+            lease_check_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(30),
             base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
         }
@@ -67,6 +73,8 @@ pub struct Worker {
     dags: Mutex<HashMap<String, Arc<Dag>>>,
     /// Cancelled when the shutdown grace runs out: running attempts stop and fail.
     stopping: CancellationToken,
+    /// The attempts running now, so a cancel reaches them at once.
+    held: Arc<HeldLeases>,
 }
 
 impl Worker {
@@ -77,15 +85,36 @@ impl Worker {
             config,
             dags: Mutex::new(HashMap::new()),
             stopping: CancellationToken::new(),
+            held: Arc::new(HeldLeases::default()),
         })
     }
 
-    /// Claims and runs attempts until `shutdown` turns true, then waits for running ones.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// Claims and runs attempts until `shutdown` turns true, then lets running ones finish
+    /// within the shutdown grace, stops the rest (recorded as failed, retried per their
+    /// retries) and removes itself from the workers list.
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let background = CancellationToken::new();
+        let beating = tokio::spawn(self.clone().beat_until(background.clone()));
+        let watching = tokio::spawn(leases::watch_leases(
+            self.store.clone(),
+            self.held.clone(),
+            self.config.lease_check_interval,
+            background.clone(),
+        ));
+        self.clone().dispatch(shutdown).await;
+        background.cancel();
+        let _ = beating.await;
+        let _ = watching.await;
+        if let Err(error) = self.store.remove_worker(&self.config.worker_id).await {
+            tracing::warn!(%error, "removing this worker from the workers list failed");
+        }
+        tracing::info!(worker_id = %self.config.worker_id, "worker stopped");
+    }
+
+    async fn dispatch(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut wakeups = self.store.wakeups().subscribe();
         let mut running: JoinSet<()> = JoinSet::new();
         let mut failures = 0u32;
-        let mut beat_timer = tokio::time::interval(self.config.heartbeat_interval);
         loop {
             wakeups.borrow_and_update();
             let free = self.config.slots.saturating_sub(running.len() as u32);
@@ -126,7 +155,6 @@ impl Worker {
                 _ = wakeups.changed() => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
-                _ = beat_timer.tick() => self.beat(running.len() as u32).await,
                 _ = stopped(&mut shutdown) => break,
             }
         }
@@ -149,6 +177,12 @@ impl Worker {
         }
     }
 
+    /// Stops running attempts now instead of at the end of the shutdown grace (they are
+    /// recorded as failed, and retried per their retries).
+    pub fn stop_now(&self) {
+        self.stopping.cancel();
+    }
+
     /// Claims up to `limit` attempts: one round of the dispatcher, for tests.
     pub async fn claim(&self, limit: u32) -> Result<Vec<ClaimedAttempt>, StoreError> {
         let claim = Claim {
@@ -160,17 +194,26 @@ impl Worker {
         self.store.claim_attempts(&claim).await
     }
 
-    async fn beat(&self, slots_in_use: u32) {
-        let beat = WorkerBeat {
-            worker_id: self.config.worker_id.clone(),
-            host: self.config.host.clone(),
-            queues: self.config.queues.clone(),
-            slots: self.config.slots,
-            slots_in_use,
-            now: self.clock.now(),
-        };
-        if let Err(error) = self.store.worker_heartbeat(&beat).await {
-            tracing::warn!(%error, "worker heartbeat failed");
+    /// The worker's own heartbeat, on its own task so a busy dispatcher never delays it.
+    async fn beat_until(self: Arc<Self>, stop: CancellationToken) {
+        let mut timer = tokio::time::interval(self.config.heartbeat_interval);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = timer.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            let beat = WorkerBeat {
+                worker_id: self.config.worker_id.clone(),
+                host: self.config.host.clone(),
+                queues: self.config.queues.clone(),
+                slots: self.config.slots,
+                slots_in_use: self.held.count(),
+                now: self.clock.now(),
+            };
+            if let Err(error) = self.store.worker_heartbeat(&beat).await {
+                tracing::warn!(%error, "worker heartbeat failed");
+            }
         }
     }
 
@@ -178,11 +221,13 @@ impl Worker {
     #[tracing::instrument(skip_all, fields(dag_id = %attempt.dag_id, run_id = %attempt.run_id, task_id = %attempt.task_id, try_number = attempt.try_number))]
     pub async fn execute(&self, attempt: ClaimedAttempt) {
         let cancel = CancellationToken::new();
+        self.held.hold(&attempt.lease, cancel.clone());
         let (log, writer) =
             LogWriter::start(self.store.clone(), attempt.lease.clone(), cancel.clone());
         let heartbeat = self.spawn_heartbeat(&attempt, cancel.clone());
         let result = self.run_attempt(&attempt, &log, &cancel).await;
         heartbeat.abort();
+        self.held.release(&attempt.lease);
         if let Err(error) = &result {
             log.line(format!(
                 "[sluice] attempt {} failed: {}",
@@ -190,7 +235,7 @@ impl Worker {
             ));
         }
         drop(log);
-        writer.finish().await;
+        let log_tail = writer.finish().await;
         if cancel.is_cancelled() {
             // the lease is gone (run cancelled or attempt taken over): nothing more to record
             tracing::info!("attempt stopped: its lease is no longer current");
@@ -215,7 +260,7 @@ impl Worker {
             outputs: output.outputs,
             now: self.clock.now(),
         };
-        self.finish_with_retry(&finish).await;
+        self.finish_with_retry(&finish, &log_tail).await;
     }
 
     async fn run_attempt(
@@ -224,7 +269,7 @@ impl Worker {
         log: &LogSink,
         cancel: &CancellationToken,
     ) -> Result<StepOutput, StepError> {
-        let dag = self.dag(&attempt.dag_hash, &attempt.dag_id).await?;
+        let dag = self.dag(&attempt.dag_hash, &attempt.dag_id, cancel).await?;
         let task = dag.task(&attempt.task_id).ok_or_else(|| {
             StepError::new(format!(
                 "task `{}` is not in version {} of DAG `{}`",
@@ -287,8 +332,9 @@ impl Worker {
         let outputs = match task.step {
             sluice_core::Step::Noop => Default::default(),
             _ => self
-                .store
-                .run_outputs(attempt.run_pk)
+                .through_outage("reading upstream outputs", &cancel, || {
+                    self.store.run_outputs(attempt.run_pk)
+                })
                 .await
                 .map_err(|e| StepError::new(format!("reading upstream outputs: {e}")))?,
         };
@@ -303,13 +349,19 @@ impl Worker {
         )
     }
 
-    async fn dag(&self, hash: &str, dag_id: &str) -> Result<Arc<Dag>, StepError> {
+    async fn dag(
+        &self,
+        hash: &str,
+        dag_id: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Arc<Dag>, StepError> {
         if let Some(dag) = self.dags.lock().await.get(hash) {
             return Ok(dag.clone());
         }
         let version = self
-            .store
-            .dag_version(hash)
+            .through_outage("loading the DAG version", cancel, || {
+                self.store.dag_version(hash)
+            })
             .await
             .map_err(|e| {
                 StepError::new(format!(
@@ -333,6 +385,36 @@ impl Worker {
         let dag = Arc::new(dag);
         self.dags.lock().await.insert(hash.to_owned(), dag.clone());
         Ok(dag)
+    }
+
+    /// A read an attempt needs before its step runs, retried while the database is away: an
+    /// outage is not the task's failure. Gives up only when the attempt is stopped.
+    async fn through_outage<T, F, Fut>(
+        &self,
+        what: &str,
+        cancel: &CancellationToken,
+        mut read: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut failures = 0u32;
+        loop {
+            match read().await {
+                Err(StoreError::Database(error)) => {
+                    failures += 1;
+                    let pause = Duration::from_millis(250 * u64::from(failures.min(20)));
+                    tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "{what} failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = cancel.cancelled() => return Err(StoreError::Database(error)),
+                        _ = self.stopping.cancelled() => return Err(StoreError::Database(error)),
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     fn spawn_heartbeat(
@@ -364,10 +446,10 @@ impl Worker {
     }
 
     /// The end of an attempt must reach the store: retry while the database is away.
-    async fn finish_with_retry(&self, finish: &FinishAttempt) {
+    async fn finish_with_retry(&self, finish: &FinishAttempt, log_tail: &str) {
         let mut failures = 0u32;
         loop {
-            match self.store.finish_attempt(finish).await {
+            match self.store.finish_attempt_with_log(finish, log_tail).await {
                 Ok(result) => {
                     tracing::info!(state = %result.task_state, queued_downstream = result.progress.queued, "attempt finished");
                     return;

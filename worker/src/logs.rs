@@ -1,5 +1,6 @@
 //! An attempt's log on its way to the store: lines are batched (every 200 ms or 256 lines) so
-//! a chatty task costs a few writes a second, and a lost lease cancels the attempt.
+//! a chatty task costs a few writes a second, and a lost lease cancels the attempt. The lines
+//! still unwritten when the attempt ends go with its result, in the same transaction.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +35,7 @@ impl LogSink {
 
 /// The task writing one attempt's log to the store.
 pub struct LogWriter {
-    handle: JoinHandle<()>,
+    handle: JoinHandle<String>,
 }
 
 impl LogWriter {
@@ -73,21 +74,27 @@ impl LogWriter {
                 let mut chunk = batch.join("\n");
                 chunk.push('\n');
                 batch.clear();
+                if !open {
+                    // the attempt ended: these lines go with its result
+                    return chunk;
+                }
                 if let Err(error) = write_with_retry(store.as_ref(), &lease, &chunk).await {
                     if matches!(error, StoreError::LeaseLost { .. }) {
                         cancel.cancel();
-                        return;
+                        return String::new();
                     }
                     tracing::error!(attempt_id = lease.attempt_id, %error, "log lines lost: the store refused them");
                 }
             }
+            String::new()
         });
         (LogSink { sender }, LogWriter { handle })
     }
 
-    /// Waits until every line sent before all sinks were dropped is written.
-    pub async fn finish(self) {
-        let _ = self.handle.await;
+    /// Once every sink is dropped: waits for the writes under way and returns the last lines,
+    /// not yet written, for the attempt's result to carry (`finish_attempt_with_log`).
+    pub async fn finish(self) -> String {
+        self.handle.await.unwrap_or_default()
     }
 }
 

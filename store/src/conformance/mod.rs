@@ -8,6 +8,7 @@
 
 mod backfills;
 mod claims;
+mod cluster;
 mod concurrency;
 mod registry;
 mod results;
@@ -28,6 +29,7 @@ use crate::*;
 
 pub use backfills::*;
 pub use claims::*;
+pub use cluster::*;
 pub use concurrency::*;
 pub use registry::*;
 pub use results::*;

@@ -1,5 +1,5 @@
-//! Wake-ups across processes: `LISTEN sluice_work` on a connection of its own, each
-//! notification a `Wakeups::wake()` in this process.
+//! Wake-ups across processes: `LISTEN sluice_work` and `LISTEN sluice_cancel` on a connection
+//! of its own, each notification a `Wakeups::wake()` (or `cancelled()`) in this process.
 //!
 //! A notification sent while the connection was down is lost, so every reconnection wakes the
 //! workers once: they claim, find what was missed, and go back to waiting.
@@ -14,6 +14,8 @@ use crate::*;
 
 /// The channel every transaction that queued work notifies.
 pub(super) const CHANNEL: &str = "sluice_work";
+/// The channel every transaction that cancelled running attempts notifies.
+pub(super) const CANCEL_CHANNEL: &str = "sluice_cancel";
 
 /// The longest pause between two reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -39,13 +41,16 @@ pub(super) async fn start(
 
 async fn open(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANNEL).await?;
+    listener.listen_all([CHANNEL, CANCEL_CHANNEL]).await?;
     Ok(listener)
 }
 
 async fn listen(pool: PgPool, mut listener: PgListener, wakeups: Wakeups) {
     loop {
         match listener.try_recv().await {
+            Ok(Some(notification)) if notification.channel() == CANCEL_CHANNEL => {
+                wakeups.cancelled()
+            }
             Ok(Some(_)) => wakeups.wake(),
             Ok(None) => {
                 // sqlx noticed the connection drop and has already listened again
@@ -53,6 +58,7 @@ async fn listen(pool: PgPool, mut listener: PgListener, wakeups: Wakeups) {
                     "the LISTEN connection to PostgreSQL dropped and was re-established"
                 );
                 wakeups.wake();
+                wakeups.cancelled();
             }
             Err(error) => {
                 tracing::warn!(%error, "the LISTEN connection to PostgreSQL failed; reconnecting");
@@ -60,6 +66,7 @@ async fn listen(pool: PgPool, mut listener: PgListener, wakeups: Wakeups) {
                 listener = reconnect(&pool).await;
                 tracing::info!("listening for work notifications again");
                 wakeups.wake();
+                wakeups.cancelled();
             }
         }
     }

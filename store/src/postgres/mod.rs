@@ -13,6 +13,8 @@
 
 mod attempts;
 mod backfills;
+mod claims;
+mod cluster;
 mod listen;
 mod runs;
 mod web;
@@ -42,6 +44,9 @@ const MAX_CONNECTIONS: u32 = 10;
 
 pub struct PgStore {
     pool: PgPool,
+    options: StoreOptions,
+    /// Whether the `pools` table had rows when last looked at, and when: see `claims`.
+    pools_seen: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
     wakeups: Wakeups,
     listener: tokio::task::AbortHandle,
 }
@@ -50,6 +55,11 @@ impl PgStore {
     /// `postgres://user:password@host:port/database`. Fails at once with the server's answer
     /// when it cannot be reached, and starts listening for work notifications.
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// `connect` with options other than the defaults.
+    pub async fn connect_with(url: &str, store_options: StoreOptions) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url)?.application_name("sluice");
         // a first direct connection says why the server cannot be reached; the pool would
         // retry a refused connection until its timeout and then only say that it timed out
@@ -77,6 +87,8 @@ impl PgStore {
             listen::start(options.application_name("sluice-listener"), wakeups.clone()).await?;
         Ok(PgStore {
             pool,
+            options: store_options,
+            pools_seen: std::sync::Mutex::new(None),
             wakeups,
             listener,
         })
@@ -103,6 +115,15 @@ impl Columns for PgRow {
     fn json_value(&self, _table: &'static str, column: &str) -> StoreResult<Value> {
         Ok(sqlx::Row::try_get(self, column)?)
     }
+}
+
+/// Tells every process's workers, once the transaction commits, that attempts were cancelled.
+async fn notify_cancel(conn: &mut PgConnection) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(listen::CANCEL_CHANNEL)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Tells every process's workers, once the transaction commits, that work may be claimable.
@@ -268,6 +289,14 @@ impl Store for PgStore {
         )
     }
 
+    async fn dags_with_queued_runs(&self) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT dag_id FROM dag_runs WHERE state = 'queued' ORDER BY dag_id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn cancel_run(&self, run_pk: i64, now: DateTime<Utc>) -> StoreResult<bool> {
         runs::cancel(self, run_pk, now).await
     }
@@ -296,7 +325,15 @@ impl Store for PgStore {
     }
 
     async fn finish_attempt(&self, finish: &FinishAttempt) -> StoreResult<FinishResult> {
-        attempts::finish(self, finish).await
+        attempts::finish(self, finish, "").await
+    }
+
+    async fn finish_attempt_with_log(
+        &self,
+        finish: &FinishAttempt,
+        log: &str,
+    ) -> StoreResult<FinishResult> {
+        attempts::finish(self, finish, log).await
     }
 
     async fn worker_heartbeat(&self, worker: &WorkerBeat) -> StoreResult<()> {
@@ -321,6 +358,46 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(read::worker).collect()
+    }
+
+    async fn remove_worker(&self, worker_id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM workers WHERE worker_id = $1")
+            .bind(worker_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn lost_leases(&self, leases: &[Lease]) -> StoreResult<Vec<i64>> {
+        cluster::lost_leases(self, leases).await
+    }
+
+    async fn fail_zombies(&self, sweep: &ZombieSweep) -> StoreResult<Vec<ZombieAttempt>> {
+        cluster::fail_zombies(self, sweep).await
+    }
+
+    async fn set_pool(&self, pool: &PoolSlots, now: DateTime<Utc>) -> StoreResult<()> {
+        cluster::set_pool(self, pool, now).await
+    }
+
+    async fn delete_pool(&self, name: &str) -> StoreResult<bool> {
+        cluster::delete_pool(self, name).await
+    }
+
+    async fn list_pools(&self) -> StoreResult<Vec<PoolRecord>> {
+        cluster::list_pools(self).await
+    }
+
+    async fn find_runs(&self, run_id: &str) -> StoreResult<Vec<RunRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM dag_runs WHERE run_id = $1 ORDER BY dag_id"
+        ))
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(read::run).collect()
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {

@@ -5,7 +5,7 @@ use sluice_core::RunState;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
-use super::{PgStore, notify_work};
+use super::{PgStore, notify_cancel, notify_work};
 use crate::decide::{self, TaskRow, TaskSettings};
 use crate::read::{self, not_in_open_backfill, run_columns};
 use crate::*;
@@ -235,11 +235,18 @@ pub(super) async fn cancel(store: &PgStore, run_pk: i64, now: DateTime<Utc>) -> 
     .bind(run_pk)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE task_attempts SET state = 'cancelled', ended_at = $1, error = 'the run was cancelled' WHERE run_pk = $2 AND state = 'running'")
+    let stopped = sqlx::query("UPDATE task_attempts SET state = 'cancelled', ended_at = $1, error = 'the run was cancelled' WHERE run_pk = $2 AND state = 'running'")
         .bind(now)
         .bind(run_pk)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+    if stopped > 0 {
+        notify_cancel(&mut tx).await?;
+    }
     tx.commit().await?;
+    if stopped > 0 {
+        store.wakeups.cancelled();
+    }
     Ok(true)
 }

@@ -148,7 +148,15 @@ pub(crate) async fn attempt_log_page(
     };
     let chunks = store.read_log(attempt.id, 0).await?;
     let last_seq = chunks.last().map_or(0, |chunk| chunk.seq);
-    let log: String = chunks.into_iter().map(|chunk| chunk.content).collect();
+    let mut log = String::new();
+    if attempt.log_dropped_bytes > 0 {
+        // the oldest output went over the per-attempt cap: say so where it would have been
+        log.push_str(&sluice_store::dropped_log_line(attempt.log_dropped_bytes));
+        log.push('\n');
+    }
+    for chunk in chunks {
+        log.push_str(&chunk.content);
+    }
     let running = attempt.state == AttemptState::Running;
     let stream_href = running.then(|| {
         let address = AttemptAddress {

@@ -110,6 +110,38 @@ impl Store for DownStore {
         Err(down())
     }
 
+    async fn dags_with_queued_runs(&self) -> StoreResult<Vec<String>> {
+        Err(down())
+    }
+
+    async fn remove_worker(&self, _worker_id: &str) -> StoreResult<()> {
+        Err(down())
+    }
+
+    async fn lost_leases(&self, _leases: &[Lease]) -> StoreResult<Vec<i64>> {
+        Err(down())
+    }
+
+    async fn fail_zombies(&self, _sweep: &ZombieSweep) -> StoreResult<Vec<ZombieAttempt>> {
+        Err(down())
+    }
+
+    async fn set_pool(&self, _pool: &PoolSlots, _now: DateTime<Utc>) -> StoreResult<()> {
+        Err(down())
+    }
+
+    async fn delete_pool(&self, _name: &str) -> StoreResult<bool> {
+        Err(down())
+    }
+
+    async fn list_pools(&self) -> StoreResult<Vec<PoolRecord>> {
+        Err(down())
+    }
+
+    async fn find_runs(&self, _run_id: &str) -> StoreResult<Vec<RunRecord>> {
+        Err(down())
+    }
+
     async fn list_runs(&self, _filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {
         Err(down())
     }
