@@ -454,9 +454,21 @@ async fn web_and_scheduler_serve_the_cluster_and_stop_cleanly_on_sigterm() {
             },
         )
         .await;
-    let page = reqwest::get(format!("{base_url}/dags/wide"))
+    // the web process reads what the scheduler and workers wrote (through the API: pages
+    // need a login)
+    let created = cluster.cli(&["tokens", "create", "scale-out", "--role", "viewer"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let token = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    let page = reqwest::Client::new()
+        .get(format!("{base_url}/api/v1/dags/wide/runs"))
+        .bearer_auth(&token)
+        .send()
         .await
-        .expect("fetching the DAG page");
+        .expect("fetching the DAG's runs");
     assert_eq!(page.status(), 200);
     assert!(page.text().await.expect("a body").contains(&run.run_id));
 
