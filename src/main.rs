@@ -65,7 +65,7 @@ enum Command {
     Web(commands::web::Args),
     /// Print a task's log from the database, from whichever worker ran it.
     ///
-    /// Example: sluice logs manual__2026-11-25T08:00:00Z extract --try 2 --follow
+    /// Example: sluice logs daily_sales/manual__2026-11-25T08:00:00Z extract --try 2 --follow
     Logs(commands::logs::Args),
     /// List the workers with their queues, slots in use and last heartbeat.
     ///

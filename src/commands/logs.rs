@@ -16,7 +16,7 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(300);
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The run id.
+    /// The run: its id, or `DAG/RUN_ID`.
     run_id: String,
     /// The task id.
     task_id: String,

@@ -39,7 +39,7 @@ pub async fn run(cli: &Cli, command: &PoolsCommand) -> anyhow::Result<ExitCode> 
                 slots: *slots,
             };
             store.set_pool(&pool, Utc::now()).await?;
-            println!("pool {name}: {slots} slots");
+            out!("pool {name}: {slots} slots");
         }
         PoolsCommand::List => {
             let store = open_store(&cli.database_url).await?;
@@ -50,14 +50,20 @@ pub async fn run(cli: &Cli, command: &PoolsCommand) -> anyhow::Result<ExitCode> 
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
+            out!(
                 "{:<28} {:>6} {:>8} {:>8}",
-                "POOL", "SLOTS", "RUNNING", "WAITING"
+                "POOL",
+                "SLOTS",
+                "RUNNING",
+                "WAITING"
             );
             for pool in pools {
-                println!(
+                out!(
                     "{:<28} {:>6} {:>8} {:>8}",
-                    pool.name, pool.slots, pool.running, pool.queued
+                    pool.name,
+                    pool.slots,
+                    pool.running,
+                    pool.queued
                 );
             }
         }
@@ -66,7 +72,7 @@ pub async fn run(cli: &Cli, command: &PoolsCommand) -> anyhow::Result<ExitCode> 
             if !store.delete_pool(name).await? {
                 return Err(UsageError(format!("no pool `{name}`")).into());
             }
-            println!("pool {name} removed");
+            out!("pool {name} removed");
         }
     }
     Ok(ExitCode::SUCCESS)

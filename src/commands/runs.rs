@@ -43,11 +43,14 @@ pub enum RunsCommand {
     /// Cancel a run: its waiting tasks never start, and running ones are killed on whichever
     /// worker holds them within about a second.
     ///
-    /// Example: sluice runs cancel manual__2026-11-25T08:00:00Z --dag daily_sales
+    /// RUN is `DAG RUN_ID`, `DAG/RUN_ID`, or a run id alone when only one DAG has it.
+    /// Example: sluice runs cancel daily_sales manual__2026-11-25T08:00:00Z
     Cancel {
-        /// The run id (as `dags trigger` and the web UI show it).
-        run_id: String,
-        /// The run's DAG, needed when several DAGs have a run with this id.
+        /// The DAG, `DAG/RUN_ID`, or the run id alone.
+        run: String,
+        /// The run id, after the DAG.
+        run_id: Option<String>,
+        /// The run's DAG (another way to say it).
         #[arg(long = "dag")]
         dag_id: Option<String>,
     },
@@ -71,7 +74,18 @@ pub async fn run(cli: &Cli, command: &RunsCommand) -> anyhow::Result<ExitCode> {
             .await
         }
         RunsCommand::Show { run, run_id } => show(cli, run, run_id.as_deref()).await,
-        RunsCommand::Cancel { run_id, dag_id } => cancel(cli, run_id, dag_id.as_deref()).await,
+        RunsCommand::Cancel {
+            run,
+            run_id,
+            dag_id,
+        } => {
+            // `DAG RUN_ID`, or one argument: `DAG/RUN_ID` or the run id (with `--dag`)
+            let (dag_id, run_id) = match run_id {
+                Some(run_id) => (Some(run.as_str()), run_id.as_str()),
+                None => (dag_id.as_deref(), run.as_str()),
+            };
+            cancel(cli, run_id, dag_id).await
+        }
     }
 }
 
@@ -264,13 +278,17 @@ pub fn task_label(task_id: &str, map_index: i32) -> String {
     }
 }
 
-/// The run a user named by its run id (and, when ambiguous, its DAG): a usage error (exit
-/// code 2) when there is none or more than one.
+/// The run a user named by its run id (also as `DAG/RUN_ID`) and, when ambiguous, its DAG:
+/// a usage error (exit code 2) when there is none or more than one.
 pub async fn resolve_run(
     store: &dyn Store,
     run_id: &str,
     dag_id: Option<&str>,
 ) -> anyhow::Result<RunRecord> {
+    let (dag_id, run_id) = match (dag_id, run_id.split_once('/')) {
+        (None, Some((dag_id, run_id))) => (Some(dag_id), run_id),
+        _ => (dag_id, run_id),
+    };
     let mut runs = store.find_runs(run_id).await?;
     if let Some(dag_id) = dag_id {
         runs.retain(|r| r.dag_id == dag_id);

@@ -25,14 +25,18 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     }
     let now = Utc::now();
     let stale_after = chrono::Duration::from_std(args.stale_after).unwrap_or(chrono::Duration::MAX);
-    println!(
+    out!(
         "{:<40} {:<24} {:<20} {:>9}  {:<25} STATE",
-        "WORKER", "HOST", "QUEUES", "SLOTS", "LAST HEARTBEAT"
+        "WORKER",
+        "HOST",
+        "QUEUES",
+        "SLOTS",
+        "LAST HEARTBEAT"
     );
     for worker in workers {
         let age = now - worker.heartbeat_at;
         let state = if age > stale_after { "stale" } else { "alive" };
-        println!(
+        out!(
             "{:<40} {:<24} {:<20} {:>9}  {:<25} {state}",
             worker.worker_id,
             worker.host,

@@ -95,7 +95,13 @@ async fn queues_route_tasks_and_a_pool_caps_them_across_workers() {
         "{}",
         text(&output.stderr)
     );
-    let output = cluster.cli(&["logs", &run.run_id, "loads", "--map-index", "3"]);
+    let output = cluster.cli(&[
+        "logs",
+        &format!("routed/{}", run.run_id),
+        "loads",
+        "--map-index",
+        "3",
+    ]);
     assert!(
         text(&output.stdout).contains("sleep 0.4"),
         "{}",

@@ -426,6 +426,21 @@ async fn cancelling_a_run_kills_its_task_on_the_worker_within_a_second() {
     );
     let output = cluster.cli(&["runs", "cancel", "no_such_run"]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    // the run as `DAG RUN_ID` and `DAG/RUN_ID`, as `runs show` takes it
+    let output = cluster.cli(&["runs", "cancel", "sleeper", &run.run_id]);
+    assert!(
+        text(&output.stdout).contains("already ended"),
+        "{}",
+        text(&output.stderr)
+    );
+    let output = cluster.cli(&["runs", "cancel", &format!("sleeper/{}", run.run_id)]);
+    assert!(
+        text(&output.stdout).contains("already ended"),
+        "{}",
+        text(&output.stderr)
+    );
+    let output = cluster.cli(&["runs", "cancel", "other_dag", &run.run_id]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

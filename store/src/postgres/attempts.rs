@@ -4,12 +4,20 @@ use std::collections::BTreeMap;
 
 use sluice_core::AttemptState;
 use sqlx::PgConnection;
+use sqlx::postgres::PgRow;
 
 use super::runs::{evaluate_in_tx, lock_run};
 use super::{PgStore, notify_work};
 use crate::decide;
 use crate::read::{self, Columns, run_columns};
 use crate::*;
+
+/// The retry settings of a task instance, as `read::retry_policy` reads them.
+macro_rules! retry_columns {
+    () => {
+        "max_tries, retry_delay_ms, retry_exponential, max_retry_delay_ms"
+    };
+}
 
 /// `FOR UPDATE SKIP LOCKED` picks the task instances: a claimer passes over rows another
 /// claimer holds, and a row claimed since this statement began no longer matches when it is
@@ -302,20 +310,21 @@ pub(super) async fn finish(
         });
     };
     let mut tx = store.tx().await?;
-    if waited_on {
+    let evaluate = if waited_on {
         // the run's row first, as every transaction that decides about the run takes its locks
         lock_run(&mut tx, run_pk).await?;
-    } else {
-        // the task instance before the attempt, in the order `cancel_run` takes them
-        sqlx::query("SELECT 1 FROM task_instances WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(ti_id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    let evaluate = if waited_on {
         Evaluate::InTransaction
     } else {
-        Evaluate::Later
+        // the task instance before the attempt, in the order `cancel_run` takes them
+        let task_instance = sqlx::query(concat!(
+            "SELECT ",
+            retry_columns!(),
+            " FROM task_instances WHERE id = $1 FOR NO KEY UPDATE"
+        ))
+        .bind(ti_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        Evaluate::Later { task_instance }
     };
     let log = (!log.is_empty()).then_some((log, store.options.log_cap_bytes));
     let Finished { mut result, wake } = finish_in_tx(&mut tx, finish, evaluate, log).await?;
@@ -338,11 +347,11 @@ pub(super) async fn finish(
     Ok(result)
 }
 
-/// Whether `finish_in_tx` evaluates the run (its row already locked by the caller).
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Whether `finish_in_tx` evaluates the run (its row already locked by the caller), or
+/// leaves that for after the commit (the caller already locked and read the task instance).
 enum Evaluate {
     InTransaction,
-    Later,
+    Later { task_instance: PgRow },
 }
 
 /// What `finish_in_tx` decided.
@@ -386,10 +395,20 @@ async fn finish_in_tx(
         .execute(&mut *tx)
         .await?;
     }
-    let ti = sqlx::query("SELECT max_tries, retry_delay_ms, retry_exponential, max_retry_delay_ms FROM task_instances WHERE id = $1")
-        .bind(leased.ti_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let (ti, evaluate_now) = match evaluate {
+        Evaluate::Later { task_instance } => (task_instance, false),
+        Evaluate::InTransaction => {
+            let ti = sqlx::query(concat!(
+                "SELECT ",
+                retry_columns!(),
+                " FROM task_instances WHERE id = $1"
+            ))
+            .bind(leased.ti_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            (ti, true)
+        }
+    };
     let after = decide::after_attempt(
         finish.outcome,
         leased.try_number,
@@ -406,9 +425,10 @@ async fn finish_in_tx(
     .bind(leased.ti_id)
     .execute(&mut *tx)
     .await?;
-    let progress = match evaluate {
-        Evaluate::InTransaction => evaluate_in_tx(&mut *tx, leased.run_pk, finish.now).await?,
-        Evaluate::Later => RunProgress::default(),
+    let progress = if evaluate_now {
+        evaluate_in_tx(&mut *tx, leased.run_pk, finish.now).await?
+    } else {
+        RunProgress::default()
     };
     let wake = decide::wakes_workers(after.task_state, &progress);
     if wake {
