@@ -5,6 +5,7 @@
 mod actions;
 mod api;
 mod auth;
+mod backfills;
 mod cursor;
 mod dag_cache;
 mod error;
@@ -62,6 +63,10 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(pages::dags))
         .route("/dags/{dag_id}", get(pages::dag))
         .route("/dags/{dag_id}/runs/{run_id}", get(pages::run))
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
+            get(pages::task_instance),
+        )
         .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/attempts/{try_number}/log",
             get(pages::attempt_log),

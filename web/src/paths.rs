@@ -52,6 +52,15 @@ pub(crate) fn mark_task(dag_id: &str, run_id: &str, task_id: &str) -> String {
     format!("{}/tasks/{}/mark", run(dag_id, run_id), segment(task_id))
 }
 
+/// One task instance of a run with every attempt; a mapped instance adds `?map_index=N`.
+pub(crate) fn task_instance(dag_id: &str, run_id: &str, task_id: &str, map_index: i32) -> String {
+    let mut url = format!("{}/tasks/{}", run(dag_id, run_id), segment(task_id));
+    if map_index != UNMAPPED {
+        url.push_str(&format!("?map_index={map_index}"));
+    }
+    url
+}
+
 /// One try of one task instance; a mapped instance adds `?map_index=N`.
 pub(crate) struct AttemptAddress<'a> {
     pub dag_id: &'a str,

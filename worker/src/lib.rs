@@ -6,6 +6,7 @@
 mod context;
 pub mod local;
 pub mod logs;
+mod rendered;
 pub mod steps;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use context::connections_from_env;
 use logs::{LogSink, LogWriter};
+pub use rendered::RenderedFields;
 use steps::{StepContext, StepError, StepOutput};
 
 #[derive(Debug, Clone)]
@@ -292,7 +294,7 @@ impl Worker {
                 .await
                 .map_err(|e| StepError::new(format!("reading upstream outputs: {e}")))?,
         };
-        context::build(
+        let ctx = context::build(
             dag,
             task,
             attempt,
@@ -300,7 +302,13 @@ impl Worker {
             log,
             cancel,
             &self.config.base_dir,
-        )
+        )?;
+        Ok(StepContext {
+            rendered: ctx
+                .rendered
+                .recording_to(self.store.clone(), attempt.lease.clone()),
+            ..ctx
+        })
     }
 
     async fn dag(&self, hash: &str, dag_id: &str) -> Result<Arc<Dag>, StepError> {

@@ -469,7 +469,11 @@ impl GridCell {
             state: shown.state.as_str(),
             tries,
             mapped: if mine.len() > 1 { mine.len() } else { 0 },
-            href: format!("{}#task-{}", paths::run(&run.dag_id, &run.run_id), task_id),
+            // one instance opens its own page; a mapped task's instances are listed on the run's
+            href: match mine.as_slice() {
+                [only] => paths::task_instance(&run.dag_id, &run.run_id, task_id, only.map_index),
+                _ => format!("{}#task-{}", paths::run(&run.dag_id, &run.run_id), task_id),
+            },
             title: format!(
                 "{task_id} · {} · {} · try {tries}",
                 run.run_id,

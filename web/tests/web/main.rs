@@ -8,3 +8,4 @@ mod dag_pages;
 mod live;
 mod pages;
 mod support;
+mod task_instance;
