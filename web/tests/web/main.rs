@@ -4,6 +4,7 @@
 mod actions;
 mod api;
 mod auth;
+mod backfills;
 mod dag_pages;
 mod live;
 mod pages;
