@@ -5,6 +5,7 @@
 mod actions;
 mod api;
 mod auth;
+mod backfill_form;
 mod backfills;
 mod cursor;
 mod dag_cache;
@@ -78,6 +79,10 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/dags/{dag_id}/trigger",
             get(actions::trigger_form).post(actions::trigger),
+        )
+        .route(
+            "/dags/{dag_id}/backfill",
+            get(backfill_form::form).post(backfill_form::submit),
         )
         .route("/dags/{dag_id}/pause", post(actions::pause))
         .route("/dags/{dag_id}/runs/{run_id}/cancel", post(actions::cancel))

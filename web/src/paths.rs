@@ -32,6 +32,11 @@ pub(crate) fn trigger(dag_id: &str) -> String {
     format!("{}/trigger", dag(dag_id))
 }
 
+/// The backfill form (GET) and its target (POST: plan, then create).
+pub(crate) fn backfill(dag_id: &str) -> String {
+    format!("{}/backfill", dag(dag_id))
+}
+
 /// POST: pause or unpause (the form says which).
 pub(crate) fn pause(dag_id: &str) -> String {
     format!("{}/pause", dag(dag_id))

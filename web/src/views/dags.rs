@@ -511,6 +511,7 @@ struct DagSummary {
     dag_id: String,
     href: String,
     trigger_href: String,
+    backfill_href: String,
     pause_href: String,
     description: Option<String>,
     fileloc: String,
@@ -530,6 +531,7 @@ impl DagSummary {
             dag_id: dag.dag_id.clone(),
             href: paths::dag(&dag.dag_id),
             trigger_href: paths::trigger(&dag.dag_id),
+            backfill_href: paths::backfill(&dag.dag_id),
             pause_href: paths::pause(&dag.dag_id),
             description: dag
                 .description

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use sluice_store::{DagSnapshot, EventFilter, Role, RunFilter, Store};
 
-use crate::support::{TestApp, sync};
+use crate::support::{TestApp, links_containing, sync};
 
 const DAILY: &str = "dag: daily
 schedule: '@daily'
@@ -223,4 +223,105 @@ async fn backfill_requests_answer_stable_errors_and_viewers_may_not_backfill() {
 
     assert_eq!(run_count(store).await, 0);
     assert!(actions(store).await.is_empty());
+}
+
+#[tokio::test]
+async fn operators_plan_then_create_a_backfill_from_the_dag_page() {
+    let app = TestApp::spawn_as(Role::Operator).await;
+    let store = app.store.as_ref();
+    seed_daily(store).await;
+
+    let dag_page = app.page("/dags/daily").await;
+    assert_eq!(
+        links_containing(&dag_page, "/backfill"),
+        ["/dags/daily/backfill"]
+    );
+    let form = app.page("/dags/daily/backfill").await;
+    assert!(form.contains("name=\"csrf\""), "{form}");
+    assert!(
+        !form.contains("Create this backfill"),
+        "no plan yet: {form}"
+    );
+
+    let range = [
+        ("start", "2026-01-01"),
+        ("end", "2026-01-03"),
+        ("tasks", ""),
+    ];
+    let plan = app
+        .post(
+            "/dags/daily/backfill",
+            &[&range[..], &[("intent", "plan")]].concat(),
+        )
+        .await;
+    assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
+    assert_eq!(
+        plan.body.matches("<td>create</td>").count(),
+        3,
+        "{}",
+        plan.body
+    );
+    assert!(plan.body.contains("Create this backfill"), "{}", plan.body);
+    assert_eq!(run_count(store).await, 0, "the plan changes nothing");
+
+    let bad = app
+        .post(
+            "/dags/daily/backfill",
+            &[
+                ("start", "<script>"),
+                ("end", "2026-01-03"),
+                ("intent", "plan"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("is not a date"), "{}", bad.body);
+    assert!(!bad.body.contains("<script>"), "escaped: {}", bad.body);
+
+    let unchecked = app
+        .post_without_csrf(
+            "/dags/daily/backfill",
+            &[&range[..], &[("intent", "create")]].concat(),
+        )
+        .await;
+    assert_eq!(unchecked.status, StatusCode::FORBIDDEN);
+    assert_eq!(run_count(store).await, 0);
+
+    let created = app
+        .post(
+            "/dags/daily/backfill",
+            &[&range[..], &[("intent", "create")]].concat(),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert!(
+        created.body.contains("Backfill #1 created: 3 runs"),
+        "{}",
+        created.body
+    );
+    assert_eq!(run_count(store).await, 3);
+    assert_eq!(actions(store).await, ["backfill"]);
+}
+
+#[tokio::test]
+async fn viewers_get_no_backfill_form() {
+    let app = TestApp::spawn().await;
+    seed_daily(app.store.as_ref()).await;
+    assert!(links_containing(&app.page("/dags/daily").await, "/backfill").is_empty());
+    assert_eq!(
+        app.get("/dags/daily/backfill").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let refused = app
+        .post(
+            "/dags/daily/backfill",
+            &[
+                ("start", "2026-01-01"),
+                ("end", "2026-01-03"),
+                ("intent", "create"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(run_count(app.store.as_ref()).await, 0);
 }
