@@ -13,7 +13,7 @@ use sluice_scheduler::backfill::{self, Action, BackfillPlan, BackfillRequest, Bo
 use sluice_store::{BackfillProgress, BackfillRecord, Role, RunRange, StoreError};
 
 use crate::AppState;
-use crate::actions::{Audit, load_dag, record};
+use crate::actions::{self, Audit, load_dag};
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 
@@ -116,7 +116,7 @@ pub(crate) async fn start(
         }),
         now: request.now,
     };
-    record_audit(state, user, audit).await?;
+    actions::record(state.store.as_ref(), user, audit).await?;
     Ok(Started {
         outcome: "created",
         plan,
@@ -151,7 +151,7 @@ pub(crate) async fn cancel(
         details: json!({ "backfill_id": id }),
         now,
     };
-    record_audit(state, user, audit).await?;
+    actions::record(state.store.as_ref(), user, audit).await?;
     status(state, id).await
 }
 
@@ -248,10 +248,6 @@ async fn find(state: &AppState, id: i64) -> Result<BackfillRecord, AppError> {
 async fn status_of(state: &AppState, backfill: BackfillRecord) -> Result<BackfillStatus, AppError> {
     let progress = state.store.backfill_progress(backfill.id).await?;
     Ok(BackfillStatus { backfill, progress })
-}
-
-async fn record_audit(state: &AppState, user: &CurrentUser, audit: Audit) -> Result<(), AppError> {
-    record(state.store.as_ref(), user, audit).await
 }
 
 /// A request the plan refuses is the user's to fix (400); the store's errors stay its own.
