@@ -289,6 +289,51 @@ pub fn with_downstream(dag: &Dag, task_ids: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The tasks whose id matches the regex `pattern`, with every task downstream of them when
+/// asked: `--tasks` of the CLI and `tasks` of the API. `Invalid` for a bad regex or one that
+/// matches no task.
+pub fn select_tasks(
+    dag: &Dag,
+    pattern: &str,
+    downstream: bool,
+) -> Result<TaskSelection, SchedulerError> {
+    let regex = regex::Regex::new(pattern).map_err(|e| {
+        // the regex crate draws the pattern over several lines; its last line says why
+        let error = e.to_string();
+        let why = error
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_owned();
+        SchedulerError::Invalid(format!("`{pattern}` is not a valid regex: {why}"))
+    })?;
+    let matching: Vec<String> = dag
+        .tasks
+        .iter()
+        .map(|t| t.id.to_string())
+        .filter(|id| regex.is_match(id))
+        .collect();
+    if matching.is_empty() {
+        let all: Vec<&str> = dag.tasks.iter().map(|t| t.id.as_str()).collect();
+        return Err(SchedulerError::Invalid(format!(
+            "`{pattern}` matches no task of DAG `{}` (tasks: {})",
+            dag.id,
+            all.join(", ")
+        )));
+    }
+    let task_ids = if downstream {
+        with_downstream(dag, &matching)
+    } else {
+        matching
+    };
+    Ok(TaskSelection {
+        pattern: pattern.to_owned(),
+        downstream,
+        task_ids,
+    })
+}
+
 /// Which end of a range a date given on the command line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bound {

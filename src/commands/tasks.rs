@@ -118,41 +118,8 @@ struct Selection<'a> {
 
 /// The tasks whose id matches `pattern`, with their downstream tasks when asked.
 pub fn select(dag: &Dag, pattern: &str, downstream: bool) -> anyhow::Result<TaskSelection> {
-    let regex = regex::Regex::new(pattern).map_err(|e| {
-        // the regex crate draws the pattern over several lines; its last line says why
-        let error = e.to_string();
-        let why = error
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim_start_matches("error: ");
-        UsageError(format!("--tasks: `{pattern}` is not a valid regex: {why}"))
-    })?;
-    let matching: Vec<String> = dag
-        .tasks
-        .iter()
-        .map(|t| t.id.to_string())
-        .filter(|id| regex.is_match(id))
-        .collect();
-    if matching.is_empty() {
-        let all: Vec<&str> = dag.tasks.iter().map(|t| t.id.as_str()).collect();
-        return Err(UsageError(format!(
-            "--tasks: `{pattern}` matches no task of DAG `{}` (tasks: {})",
-            dag.id,
-            all.join(", ")
-        ))
-        .into());
-    }
-    let task_ids = if downstream {
-        backfill::with_downstream(dag, &matching)
-    } else {
-        matching
-    };
-    Ok(TaskSelection {
-        pattern: pattern.to_owned(),
-        downstream,
-        task_ids,
-    })
+    backfill::select_tasks(dag, pattern, downstream)
+        .map_err(|e| UsageError(format!("--tasks: {e}")).into())
 }
 
 async fn clear(

@@ -11,7 +11,9 @@ mod decide;
 pub mod postgres;
 mod read;
 mod records;
+mod rendered_records;
 pub mod sqlite;
+mod sqlite_rendered;
 mod sqlite_web;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -26,6 +28,7 @@ use chrono::{DateTime, Utc};
 
 pub use read::dropped_log_line;
 pub use records::*;
+pub use rendered_records::RenderedRecord;
 pub use wake::Wakeups;
 pub use web_records::*;
 
@@ -293,4 +296,17 @@ pub trait Store: Send + Sync + 'static {
     /// The task instances of several runs (by run, then creation order): the grid in one query.
     async fn task_instances_of_runs(&self, run_pks: &[i64])
     -> StoreResult<Vec<TaskInstanceRecord>>;
+
+    // ---- rendered fields (the task instance page) ---------------------------------------
+
+    /// Records what the attempt's templates rendered to (secrets already masked by the
+    /// worker), replacing an earlier record of the attempt. Called before the step runs, so
+    /// it shows while the attempt runs. `LeaseLost` when the lease is no longer current.
+    async fn record_rendered(
+        &self,
+        lease: &Lease,
+        fields: &BTreeMap<String, String>,
+    ) -> StoreResult<()>;
+    /// The rendered fields of the run's attempts that recorded them, by attempt id.
+    async fn rendered_fields(&self, run_pk: i64) -> StoreResult<Vec<RenderedRecord>>;
 }

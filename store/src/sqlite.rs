@@ -749,4 +749,16 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<TaskInstanceRecord>> {
         crate::sqlite_web::task_instances_of_runs(&self.pool, run_pks).await
     }
+
+    async fn record_rendered(
+        &self,
+        lease: &Lease,
+        fields: &BTreeMap<String, String>,
+    ) -> StoreResult<()> {
+        crate::sqlite_rendered::record_rendered(&self.pool, lease, fields).await
+    }
+
+    async fn rendered_fields(&self, run_pk: i64) -> StoreResult<Vec<RenderedRecord>> {
+        crate::sqlite_rendered::rendered_fields(&self.pool, run_pk).await
+    }
 }

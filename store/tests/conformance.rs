@@ -156,3 +156,10 @@ suite! {
         recent_runs_and_instances_of_runs_read_many_at_once;
     connector: ;
 }
+
+// attempts' rendered fields (the task instance page)
+suite! {
+    store:
+        rendered_fields_are_recorded_under_the_lease_and_read_per_run;
+    connector: ;
+}

@@ -396,14 +396,18 @@ pub(crate) async fn load_dag(state: &AppState, dag_id: &str) -> Result<(Arc<Dag>
 }
 
 /// One entry of the audit log.
-struct Audit {
-    action: &'static str,
-    target: String,
-    details: Value,
-    now: DateTime<Utc>,
+pub(crate) struct Audit {
+    pub action: &'static str,
+    pub target: String,
+    pub details: Value,
+    pub now: DateTime<Utc>,
 }
 
-async fn record(store: &dyn Store, user: &CurrentUser, audit: Audit) -> Result<(), AppError> {
+pub(crate) async fn record(
+    store: &dyn Store,
+    user: &CurrentUser,
+    audit: Audit,
+) -> Result<(), AppError> {
     tracing::info!(actor = %user.actor, action = audit.action, target = %audit.target, "action");
     store
         .record_event(&NewEvent {

@@ -20,11 +20,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sluice_core::RunState;
 use sluice_scheduler::SchedulerError;
-use sluice_store::{DagRecord, EventFilter, RunPageQuery, RunRecord, UNMAPPED};
+use sluice_store::{AttemptRecord, DagRecord, EventFilter, RunPageQuery, RunRecord, UNMAPPED};
 
 use crate::AppState;
 use crate::actions::{self, load_dag};
 use crate::auth::{CurrentUser, require_token};
+use crate::backfills;
 use crate::cursor;
 use crate::error::{ApiError, AppError};
 use crate::openapi;
@@ -47,6 +48,7 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("post", "/dags/{dag_id}/runs/{run_id}/cancel"),
     ("get", "/dags/{dag_id}/runs/{run_id}/tasks"),
     ("get", "/dags/{dag_id}/runs/{run_id}/attempts"),
+    ("get", "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}"),
     ("post", "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark"),
     ("get", "/dags/{dag_id}/runs/{run_id}/outputs"),
     ("post", "/dags/{dag_id}/runs/{run_id}/clear"),
@@ -54,6 +56,9 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
         "get",
         "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/attempts/{try_number}/log",
     ),
+    ("post", "/dags/{dag_id}/backfills"),
+    ("get", "/backfills/{backfill_id}"),
+    ("post", "/backfills/{backfill_id}/cancel"),
     ("get", "/runs"),
     ("get", "/events"),
     ("get", "/openapi.json"),
@@ -71,6 +76,10 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/dags/{dag_id}/runs/{run_id}/tasks", get(task_instances))
         .route("/dags/{dag_id}/runs/{run_id}/attempts", get(attempts))
         .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
+            get(task_instance),
+        )
+        .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
             post(mark),
         )
@@ -80,6 +89,9 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/attempts/{try_number}/log",
             get(log),
         )
+        .route("/dags/{dag_id}/backfills", post(create_backfill))
+        .route("/backfills/{backfill_id}", get(get_backfill))
+        .route("/backfills/{backfill_id}/cancel", post(cancel_backfill))
         .route("/runs", get(list_runs))
         .route("/events", get(events))
         .route_layer(from_fn_with_state(state, require_token))
@@ -314,8 +326,77 @@ async fn attempts(
     Path((dag_id, run_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let run = find_run(state.store.as_ref(), &dag_id, &run_id).await?;
-    let items = state.store.attempts(run.pk).await?;
+    let items = with_rendered(&state, run.pk, state.store.attempts(run.pk).await?).await?;
     Ok(Json(json!({ "items": items, "next_cursor": null })))
+}
+
+/// An attempt with what its templates rendered to (secrets masked by the worker); `null`
+/// when it recorded nothing.
+#[derive(Serialize)]
+struct AttemptWithRendered {
+    #[serde(flatten)]
+    attempt: AttemptRecord,
+    rendered: Option<BTreeMap<String, String>>,
+}
+
+async fn with_rendered(
+    state: &AppState,
+    run_pk: i64,
+    attempts: Vec<AttemptRecord>,
+) -> Result<Vec<AttemptWithRendered>, AppError> {
+    let mut rendered: BTreeMap<i64, BTreeMap<String, String>> = state
+        .store
+        .rendered_fields(run_pk)
+        .await?
+        .into_iter()
+        .map(|record| (record.attempt_id, record.fields))
+        .collect();
+    Ok(attempts
+        .into_iter()
+        .map(|attempt| AttemptWithRendered {
+            rendered: rendered.remove(&attempt.id),
+            attempt,
+        })
+        .collect())
+}
+
+#[derive(Deserialize)]
+struct TaskInstanceQuery {
+    map_index: Option<i32>,
+}
+
+/// One task instance with every attempt (each with its rendered fields) and its outputs.
+async fn task_instance(
+    State(state): State<AppState>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    raw_query: Result<Query<TaskInstanceQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let map_index = query(raw_query)?.map_index.unwrap_or(UNMAPPED);
+    let store = state.store.as_ref();
+    let run = find_run(store, &dag_id, &run_id).await?;
+    let instance = store
+        .task_instances(run.pk)
+        .await?
+        .into_iter()
+        .find(|instance| instance.task_id == task_id && instance.map_index == map_index)
+        .ok_or_else(|| AppError::NotFound(format!("run `{run_id}` has no task `{task_id}`")))?;
+    let attempts = store
+        .attempts(run.pk)
+        .await?
+        .into_iter()
+        .filter(|attempt| attempt.ti_id == instance.id)
+        .collect();
+    let attempts = with_rendered(&state, run.pk, attempts).await?;
+    let outputs = store
+        .run_outputs(run.pk)
+        .await?
+        .remove(&task_id)
+        .unwrap_or_default();
+    Ok(Json(json!({
+        "task_instance": instance,
+        "attempts": attempts,
+        "outputs": outputs,
+    })))
 }
 
 /// What each task's successful attempt returned: `{"task": {"key": value}}`.
@@ -422,6 +503,61 @@ async fn log(
         "chunks": chunks,
         "next_cursor": next_cursor.to_string(),
     })))
+}
+
+#[derive(Deserialize, Default)]
+struct BackfillBody {
+    #[serde(flatten)]
+    input: backfills::BackfillInput,
+    /// Answer the plan and change nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// A dry run answers `{"dry_run": true, "plan": …}`; otherwise 201 with the created backfill
+/// (`outcome: created`), or 200 with the open backfill of the same range (`resumed`) or none
+/// (`nothing_to_do`), each with the plan.
+async fn create_backfill(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(dag_id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let request: BackfillBody = body(&bytes)?;
+    if request.dry_run {
+        let plan = backfills::plan(&state, &user, &dag_id, &request.input).await?;
+        return Ok(Json(json!({ "dry_run": true, "plan": plan })).into_response());
+    }
+    let started = backfills::start(&state, &user, &dag_id, &request.input).await?;
+    let status = if started.outcome == "created" {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(started)).into_response())
+}
+
+/// A backfill id from the path; one that is not a number names no backfill.
+fn backfill_id(text: &str) -> Result<i64, AppError> {
+    text.parse()
+        .map_err(|_| AppError::NotFound(format!("backfill {text} not found")))
+}
+
+async fn get_backfill(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<backfills::BackfillStatus>, ApiError> {
+    Ok(Json(backfills::status(&state, backfill_id(&id)?).await?))
+}
+
+async fn cancel_backfill(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<backfills::BackfillStatus>, ApiError> {
+    Ok(Json(
+        backfills::cancel(&state, &user, backfill_id(&id)?).await?,
+    ))
 }
 
 async fn events(

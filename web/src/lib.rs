@@ -5,6 +5,8 @@
 mod actions;
 mod api;
 mod auth;
+mod backfill_form;
+mod backfills;
 mod cursor;
 mod dag_cache;
 mod error;
@@ -63,6 +65,10 @@ pub fn app(state: AppState) -> Router {
         .route("/dags/{dag_id}", get(pages::dag))
         .route("/dags/{dag_id}/runs/{run_id}", get(pages::run))
         .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
+            get(pages::task_instance),
+        )
+        .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/attempts/{try_number}/log",
             get(pages::attempt_log),
         )
@@ -73,6 +79,10 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/dags/{dag_id}/trigger",
             get(actions::trigger_form).post(actions::trigger),
+        )
+        .route(
+            "/dags/{dag_id}/backfill",
+            get(backfill_form::form).post(backfill_form::submit),
         )
         .route("/dags/{dag_id}/pause", post(actions::pause))
         .route("/dags/{dag_id}/runs/{run_id}/cancel", post(actions::cancel))

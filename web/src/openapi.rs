@@ -131,6 +131,20 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
         ),
         (
             "get",
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}",
+            op(
+                "One task instance: every attempt (with its rendered fields) and its outputs.",
+                &[
+                    dag_id.clone(),
+                    run_id.clone(),
+                    path_param("task_id", "The task's id."),
+                    query_param("map_index", "The map index of a mapped task instance."),
+                ],
+                one("TaskInstanceDetail"),
+            ),
+        ),
+        (
+            "get",
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/attempts/{try_number}/log",
             op(
                 "One attempt's log chunks after `cursor`; poll with `next_cursor` to follow it.",
@@ -194,6 +208,45 @@ fn operations() -> Vec<(&'static str, &'static str, Value)> {
                     "state": { "type": "string", "enum": ["success", "failed"] },
                     "map_index": { "type": "integer", "description": "One instance of a mapped task; all when absent." }
                 } }),
+            ),
+        ),
+        (
+            "post",
+            "/dags/{dag_id}/backfills",
+            created(with_body(
+                op(
+                    "Backfill a range of the DAG's schedule (operator), as `sluice backfill` does: with `dry_run` answer the plan and change nothing; else 201 with the created backfill, or 200 with the open backfill of the same range (`resumed`) or none (`nothing_to_do`). 400 for a bad date or regex, 404 for an unknown DAG, 409 when the DAG has another open backfill.",
+                    &[path_param("dag_id", "The DAG's id.")],
+                    one("BackfillStarted"),
+                ),
+                json!({ "type": "object", "required": ["start", "end"], "properties": {
+                    "start": { "type": "string", "description": "YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (in the DAG's timezone) or RFC 3339; inclusive." },
+                    "end": { "type": "string", "description": "As `start`; inclusive (a day runs up to the next midnight)." },
+                    "max_active_runs": { "type": "integer", "minimum": 1, "description": "Default: the DAG's." },
+                    "reverse": { "type": "boolean", "default": false, "description": "Newest logical date first." },
+                    "rerun_failed": { "type": "boolean", "default": false, "description": "Clear and rerun failed and cancelled runs." },
+                    "tasks": { "type": "string", "description": "A regex of task ids: only those rerun in existing runs." },
+                    "downstream": { "type": "boolean", "default": false, "description": "With `tasks`: their downstream tasks too." },
+                    "dry_run": { "type": "boolean", "default": false, "description": "Answer `{dry_run: true, plan}` and change nothing." }
+                } }),
+            )),
+        ),
+        (
+            "get",
+            "/backfills/{backfill_id}",
+            op(
+                "One backfill, its state and how many of its runs are in each state.",
+                &[path_param("backfill_id", "The backfill's id.")],
+                one("Backfill"),
+            ),
+        ),
+        (
+            "post",
+            "/backfills/{backfill_id}/cancel",
+            op(
+                "Cancel an open backfill and its unfinished runs (operator); 409 when it has ended.",
+                &[path_param("backfill_id", "The backfill's id.")],
+                one("Backfill"),
             ),
         ),
         (
@@ -313,7 +366,14 @@ fn schemas() -> Value {
             "id": { "type": "integer" }, "task_id": { "type": "string" }, "map_index": { "type": "integer" },
             "try_number": { "type": "integer" }, "state": { "type": "string" }, "worker_id": { "type": "string" },
             "started_at": time, "ended_at": optional_time,
-            "exit_code": { "type": "integer", "nullable": true }, "error": { "type": "string", "nullable": true }
+            "exit_code": { "type": "integer", "nullable": true }, "error": { "type": "string", "nullable": true },
+            "rendered": { "type": "object", "nullable": true, "additionalProperties": { "type": "string" },
+                "description": "What the attempt's templates rendered to (`command`, `env.NAME`, `working_dir`, `sql`), secrets as `***`; recorded before its step ran, null when nothing was." }
+        } },
+        "TaskInstanceDetail": { "type": "object", "properties": {
+            "task_instance": one("TaskInstance"),
+            "attempts": { "type": "array", "items": one("Attempt") },
+            "outputs": { "type": "object", "description": "What the task's successful attempt returned: key to value." }
         } },
         "Log": { "type": "object", "properties": {
             "attempt": one("Attempt"),
@@ -321,6 +381,38 @@ fn schemas() -> Value {
                 "seq": { "type": "integer" }, "content": { "type": "string" }, "created_at": time
             } } },
             "next_cursor": { "type": "string" }
+        } },
+        "Backfill": { "type": "object", "properties": {
+            "backfill": { "type": "object", "properties": {
+                "id": { "type": "integer" }, "dag_id": { "type": "string" },
+                "range_start": time, "range_end": time,
+                "max_active_runs": { "type": "integer" }, "reverse": { "type": "boolean" },
+                "options": { "type": "object" },
+                "state": { "type": "string", "enum": ["running", "success", "failed", "cancelled"] },
+                "triggered_by": { "type": "string" }, "created_at": time, "ended_at": optional_time
+            } },
+            "progress": { "type": "object", "properties": {
+                "total": { "type": "integer" }, "queued": { "type": "integer" }, "running": { "type": "integer" },
+                "success": { "type": "integer" }, "failed": { "type": "integer" }, "cancelled": { "type": "integer" }
+            } }
+        } },
+        "BackfillPlan": { "type": "object", "properties": {
+            "dag_id": { "type": "string" }, "range_start": time, "range_end": time,
+            "max_active_runs": { "type": "integer" }, "reverse": { "type": "boolean" },
+            "runs": { "type": "array", "items": { "type": "object", "properties": {
+                "interval": { "type": "object", "properties": { "start": time, "end": time } },
+                "existing": { "nullable": true, "allOf": [one("Run")] },
+                "action": { "type": "string", "enum": ["create", "rerun", "keep"] },
+                "tasks": { "type": "array", "items": { "type": "string" }, "description": "With `rerun`: the tasks that run again." },
+                "reason": { "type": "string", "description": "With `keep`: why." }
+            } } },
+            "not_yet_due": { "type": "integer", "description": "Schedule points in the range whose interval has not ended: not backfilled." }
+        } },
+        "BackfillStarted": { "type": "object", "properties": {
+            "dry_run": { "type": "boolean" },
+            "outcome": { "type": "string", "enum": ["created", "resumed", "nothing_to_do"] },
+            "plan": one("BackfillPlan"),
+            "backfill": { "nullable": true, "allOf": [one("Backfill")] }
         } },
         "Event": { "type": "object", "properties": {
             "id": { "type": "integer" }, "at": time, "actor": { "type": "string" },

@@ -12,7 +12,7 @@ use crate::cursor;
 use crate::error::AppError;
 use crate::views::{
     self, AccessPage, DagListFilter, DagPage, DagsPage, EventsPage, LogPage, LogRequest,
-    RunListRequest, RunPage,
+    RunListRequest, RunPage, TaskInstancePage, TaskInstanceRequest,
 };
 
 #[derive(Deserialize)]
@@ -109,6 +109,29 @@ pub(crate) async fn attempt_log(
         try_number,
     };
     let mut page = views::attempt_log_page(state.store.as_ref(), &request, Utc::now()).await?;
+    page.user = Some(user);
+    Ok(page)
+}
+
+pub(crate) async fn task_instance(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    Query(query): Query<LogQuery>,
+) -> Result<TaskInstancePage, AppError> {
+    let map_index: i32 = match &query.map_index {
+        Some(text) => text.parse().map_err(|_| {
+            AppError::NotFound(format!("task `{task_id}` has no map index `{text}`"))
+        })?,
+        None => UNMAPPED,
+    };
+    let request = TaskInstanceRequest {
+        dag_id: &dag_id,
+        run_id: &run_id,
+        task_id: &task_id,
+        map_index,
+    };
+    let mut page = views::task_instance_page(state.store.as_ref(), &request, Utc::now()).await?;
     page.user = Some(user);
     Ok(page)
 }

@@ -32,6 +32,11 @@ pub(crate) fn trigger(dag_id: &str) -> String {
     format!("{}/trigger", dag(dag_id))
 }
 
+/// The backfill form (GET) and its target (POST: plan, then create).
+pub(crate) fn backfill(dag_id: &str) -> String {
+    format!("{}/backfill", dag(dag_id))
+}
+
 /// POST: pause or unpause (the form says which).
 pub(crate) fn pause(dag_id: &str) -> String {
     format!("{}/pause", dag(dag_id))
@@ -50,6 +55,15 @@ pub(crate) fn clear_run(dag_id: &str, run_id: &str) -> String {
 /// POST: mark a task of a run success or failed.
 pub(crate) fn mark_task(dag_id: &str, run_id: &str, task_id: &str) -> String {
     format!("{}/tasks/{}/mark", run(dag_id, run_id), segment(task_id))
+}
+
+/// One task instance of a run with every attempt; a mapped instance adds `?map_index=N`.
+pub(crate) fn task_instance(dag_id: &str, run_id: &str, task_id: &str, map_index: i32) -> String {
+    let mut url = format!("{}/tasks/{}", run(dag_id, run_id), segment(task_id));
+    if map_index != UNMAPPED {
+        url.push_str(&format!("?map_index={map_index}"));
+    }
+    url
 }
 
 /// One try of one task instance; a mapped instance adds `?map_index=N`.

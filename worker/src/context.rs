@@ -11,6 +11,7 @@ use sluice_store::ClaimedAttempt;
 use tokio_util::sync::CancellationToken;
 
 use crate::logs::LogSink;
+use crate::rendered::{RenderedFields, is_secret_name};
 use crate::steps::{StepContext, StepError};
 
 pub(crate) fn build(
@@ -59,6 +60,15 @@ pub(crate) fn build(
         item: item.as_ref(),
     };
     let template_context = template::context(&input);
+    let secrets = connections
+        .values()
+        .filter_map(|connection| connection.password.clone())
+        .chain(
+            env.iter()
+                .filter(|(name, _)| is_secret_name(name))
+                .map(|(_, value)| value.clone()),
+        )
+        .collect();
     let mut process_env = BTreeMap::new();
     for (key, name) in [
         ("dag_id", "SLUICE_DAG_ID"),
@@ -85,6 +95,7 @@ pub(crate) fn build(
         cancel,
         env: process_env,
         base_dir: base_dir.to_path_buf(),
+        rendered: RenderedFields::new(secrets),
     })
 }
 

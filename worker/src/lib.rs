@@ -7,6 +7,7 @@ mod context;
 mod leases;
 pub mod local;
 pub mod logs;
+mod rendered;
 pub mod steps;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 pub use context::connections_from_env;
 use leases::HeldLeases;
 use logs::{LogSink, LogWriter};
+pub use rendered::RenderedFields;
 use steps::{StepContext, StepError, StepOutput};
 
 #[derive(Debug, Clone)]
@@ -338,7 +340,7 @@ impl Worker {
                 .await
                 .map_err(|e| StepError::new(format!("reading upstream outputs: {e}")))?,
         };
-        context::build(
+        let ctx = context::build(
             dag,
             task,
             attempt,
@@ -346,7 +348,13 @@ impl Worker {
             log,
             cancel,
             &self.config.base_dir,
-        )
+        )?;
+        Ok(StepContext {
+            rendered: ctx
+                .rendered
+                .recording_to(self.store.clone(), attempt.lease.clone()),
+            ..ctx
+        })
     }
 
     async fn dag(

@@ -47,6 +47,7 @@ on_both_stores!(
     a_step_type_this_build_cannot_run_fails_with_a_clear_message,
     an_undefined_template_variable_fails_the_attempt_naming_the_field,
     cancelling_the_run_stops_the_running_command,
+    a_shell_attempt_records_its_rendered_fields_with_secrets_masked_while_it_runs,
 );
 
 /// `None` when PostgreSQL is not configured (the helper printed why; under CI=true it panics).
@@ -294,4 +295,49 @@ async fn cancelling_the_run_stops_the_running_command(backend: Backend) {
     assert_eq!(attempts[0].state, AttemptState::Cancelled);
     let tis = f.store.task_instances(run.pk).await.unwrap();
     assert_eq!(tis[0].state, TaskState::Cancelled);
+}
+
+async fn a_shell_attempt_records_its_rendered_fields_with_secrets_masked_while_it_runs(
+    backend: Backend,
+) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let yaml = "dag: t\nparams: { who: world }\ntasks:\n  a:\n    type: shell\n    env: { API_TOKEN: 'tok-{{ params.who }}-12345', REGION: eu }\n    command: echo 'auth tok-{{ params.who }}-12345' /{{ params.who }}; sleep 2\n";
+    let run = start_run(f.store.as_ref(), yaml).await;
+    let claimed = f.worker.claim(1).await.unwrap();
+    let worker = f.worker.clone();
+    let execution = tokio::spawn(async move {
+        for attempt in claimed {
+            worker.execute(attempt).await;
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rendered = loop {
+        let rendered = f.store.rendered_fields(run.pk).await.unwrap();
+        if let Some(first) = rendered.into_iter().next() {
+            break first;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no rendered fields were recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let attempts = f.store.attempts(run.pk).await.unwrap();
+    assert_eq!(
+        attempts[0].state,
+        AttemptState::Running,
+        "recorded before the step ran"
+    );
+    assert_eq!(rendered.attempt_id, attempts[0].id);
+    assert_eq!(
+        rendered.fields["command"],
+        "echo 'auth ***' /world; sleep 2"
+    );
+    assert_eq!(rendered.fields["env.API_TOKEN"], "***");
+    assert_eq!(rendered.fields["env.REGION"], "eu");
+    execution.await.unwrap();
+    let attempts = f.store.attempts(run.pk).await.unwrap();
+    assert_eq!(attempts[0].state, AttemptState::Success);
 }

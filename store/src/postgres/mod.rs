@@ -16,6 +16,7 @@ mod backfills;
 mod claims;
 mod cluster;
 mod listen;
+mod rendered;
 mod runs;
 mod web;
 
@@ -606,5 +607,17 @@ impl Store for PgStore {
         run_pks: &[i64],
     ) -> StoreResult<Vec<TaskInstanceRecord>> {
         web::task_instances_of_runs(&self.pool, run_pks).await
+    }
+
+    async fn record_rendered(
+        &self,
+        lease: &Lease,
+        fields: &BTreeMap<String, String>,
+    ) -> StoreResult<()> {
+        rendered::record_rendered(&self.pool, lease, fields).await
+    }
+
+    async fn rendered_fields(&self, run_pk: i64) -> StoreResult<Vec<RenderedRecord>> {
+        rendered::rendered_fields(&self.pool, run_pk).await
     }
 }

@@ -469,7 +469,11 @@ impl GridCell {
             state: shown.state.as_str(),
             tries,
             mapped: if mine.len() > 1 { mine.len() } else { 0 },
-            href: format!("{}#task-{}", paths::run(&run.dag_id, &run.run_id), task_id),
+            // one instance opens its own page; a mapped task's instances are listed on the run's
+            href: match mine.as_slice() {
+                [only] => paths::task_instance(&run.dag_id, &run.run_id, task_id, only.map_index),
+                _ => format!("{}#task-{}", paths::run(&run.dag_id, &run.run_id), task_id),
+            },
             title: format!(
                 "{task_id} · {} · {} · try {tries}",
                 run.run_id,
@@ -507,6 +511,7 @@ struct DagSummary {
     dag_id: String,
     href: String,
     trigger_href: String,
+    backfill_href: String,
     pause_href: String,
     description: Option<String>,
     fileloc: String,
@@ -526,6 +531,7 @@ impl DagSummary {
             dag_id: dag.dag_id.clone(),
             href: paths::dag(&dag.dag_id),
             trigger_href: paths::trigger(&dag.dag_id),
+            backfill_href: paths::backfill(&dag.dag_id),
             pause_href: paths::pause(&dag.dag_id),
             description: dag
                 .description

@@ -4,6 +4,7 @@ mod charts;
 mod dags;
 mod events;
 mod runs;
+mod task_instance;
 
 use chrono::{DateTime, Utc};
 use sluice_store::{RunRecord, Store};
@@ -11,6 +12,7 @@ use sluice_store::{RunRecord, Store};
 pub(crate) use dags::{DagListFilter, DagPage, DagsPage, RunListRequest, dag_page, dags_page};
 pub(crate) use events::{AccessPage, EventsPage, access_page, events_page};
 pub(crate) use runs::{LogPage, LogRequest, RunPage, attempt_log_page, run_page};
+pub(crate) use task_instance::{TaskInstancePage, TaskInstanceRequest, task_instance_page};
 
 use crate::error::AppError;
 use crate::format::{NONE, elapsed, optional_time, time};

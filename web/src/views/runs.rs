@@ -190,6 +190,7 @@ pub(crate) async fn attempt_log_page(
 
 struct TaskRow {
     task_id: String,
+    href: String,
     mark_href: String,
     /// In a terminal state: it can be cleared.
     settled: bool,
@@ -213,6 +214,12 @@ impl TaskRow {
     ) -> Self {
         TaskRow {
             task_id: instance.task_id.clone(),
+            href: paths::task_instance(
+                &run.dag_id,
+                &run.run_id,
+                &instance.task_id,
+                instance.map_index,
+            ),
             mark_href: paths::mark_task(&run.dag_id, &run.run_id, &instance.task_id),
             settled: instance.state.is_terminal(),
             map_index: mapped(instance.map_index),
@@ -230,20 +237,20 @@ impl TaskRow {
     }
 }
 
-struct AttemptRow {
-    try_number: u32,
-    state: &'static str,
-    worker_id: String,
-    started: String,
-    ended: String,
-    duration: String,
-    exit_code: String,
-    error: Option<String>,
-    log_href: String,
+pub(super) struct AttemptRow {
+    pub(super) try_number: u32,
+    pub(super) state: &'static str,
+    pub(super) worker_id: String,
+    pub(super) started: String,
+    pub(super) ended: String,
+    pub(super) duration: String,
+    pub(super) exit_code: String,
+    pub(super) error: Option<String>,
+    pub(super) log_href: String,
 }
 
 impl AttemptRow {
-    fn new(run: &RunRecord, attempt: &AttemptRecord, now: DateTime<Utc>) -> Self {
+    pub(super) fn new(run: &RunRecord, attempt: &AttemptRecord, now: DateTime<Utc>) -> Self {
         AttemptRow {
             try_number: attempt.try_number,
             state: attempt.state.as_str(),
@@ -270,10 +277,10 @@ impl AttemptRow {
     }
 }
 
-fn mapped(map_index: i32) -> Option<i32> {
+pub(super) fn mapped(map_index: i32) -> Option<i32> {
     (map_index != UNMAPPED).then_some(map_index)
 }
 
-fn map_suffix(map_index: i32) -> String {
+pub(super) fn map_suffix(map_index: i32) -> String {
     mapped(map_index).map_or_else(String::new, |index| format!("[{index}]"))
 }

@@ -124,12 +124,14 @@ async fn dag_page_shows_the_grid_with_retries_the_source_and_the_next_runs() {
 
     let html = app.page("/dags/sales").await;
 
-    // the grid: extract took two tries, load is queued; each cell opens the task in its run
-    // (and so does each node of the graph below it)
-    let cells = links_containing(&html, "#task-");
-    assert_eq!(cells.len(), 2 + 2, "{cells:?}");
-    assert!(cells[0].ends_with("#task-extract"), "{cells:?}");
+    // the grid: extract took two tries, load is queued; each cell opens its task instance
+    // (and each node of the graph below it the task in its run)
+    let cells = links_containing(&html, "/tasks/");
+    assert_eq!(cells.len(), 2, "{cells:?}");
+    assert!(cells[0].ends_with("/tasks/extract"), "{cells:?}");
     assert!(cells[0].contains(&run_id.replace(':', "%3A")), "{cells:?}");
+    let nodes = links_containing(&html, "#task-");
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
     assert!(html.contains("class=\"cell state-success\""), "{html}");
     assert!(html.contains("class=\"cell state-queued\""), "{html}");
     assert!(html.contains("try 2"), "the retry shows: {html}");
@@ -141,7 +143,9 @@ async fn dag_page_shows_the_grid_with_retries_the_source_and_the_next_runs() {
     assert_eq!(html.matches("(logical date ").count(), 5, "{html}");
     assert!(html.contains("02:00 UTC"), "{html}");
 
-    let run_page = app.page(&cells[0].replace("#task-extract", "")).await;
+    let task_page = app.page(&cells[0]).await;
+    assert!(task_page.contains("try 2"), "{task_page}");
+    let run_page = app.page(&nodes[0].replace("#task-extract", "")).await;
     assert!(run_page.contains("id=\"task-extract\""), "{run_page}");
 }
 

@@ -4,7 +4,9 @@
 mod actions;
 mod api;
 mod auth;
+mod backfills;
 mod dag_pages;
 mod live;
 mod pages;
 mod support;
+mod task_instance;

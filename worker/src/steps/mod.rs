@@ -12,6 +12,7 @@ use sluice_core::template::{self, TemplateError};
 use tokio_util::sync::CancellationToken;
 
 use crate::logs::LogSink;
+use crate::rendered::RenderedFields;
 
 /// What a step gets to do its work.
 pub struct StepContext {
@@ -24,13 +25,24 @@ pub struct StepContext {
     pub env: BTreeMap<String, String>,
     /// Where relative paths resolve; the worker's working directory.
     pub base_dir: PathBuf,
+    /// What `render` produced, for the task instance page.
+    pub rendered: RenderedFields,
 }
 
 impl StepContext {
-    /// Renders one templated field, naming the field in the error.
+    /// Renders one templated field, naming the field in the error, and keeps the result for
+    /// `record_rendered`.
     pub fn render(&self, field: &str, source: &str) -> Result<String, StepError> {
-        template::render(source, &self.template_context)
-            .map_err(|e: TemplateError| StepError::new(format!("rendering `{field}`: {e}")))
+        let text = template::render(source, &self.template_context)
+            .map_err(|e: TemplateError| StepError::new(format!("rendering `{field}`: {e}")))?;
+        self.rendered.insert(field, &text);
+        Ok(text)
+    }
+
+    /// Records what the step rendered (secrets masked), so it shows while the step runs. A
+    /// step calls it once it has rendered every field, before it starts its work.
+    pub async fn record_rendered(&self) {
+        self.rendered.record().await;
     }
 }
 

@@ -35,6 +35,7 @@ pub async fn run(step: &ShellStep, ctx: &StepContext) -> Result<StepOutput, Step
             working_dir.display()
         )));
     }
+    ctx.record_rendered().await;
     ctx.log.line(format!("$ {command}"));
 
     let mut child = Command::new(shell())

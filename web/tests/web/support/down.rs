@@ -299,4 +299,16 @@ impl Store for DownStore {
     ) -> StoreResult<Vec<TaskInstanceRecord>> {
         Err(down())
     }
+
+    async fn record_rendered(
+        &self,
+        _lease: &Lease,
+        _fields: &BTreeMap<String, String>,
+    ) -> StoreResult<()> {
+        Err(down())
+    }
+
+    async fn rendered_fields(&self, _run_pk: i64) -> StoreResult<Vec<RenderedRecord>> {
+        Err(down())
+    }
 }
