@@ -402,6 +402,30 @@ pub(crate) fn zombie_candidate(row: &impl Columns) -> StoreResult<ZombieCandidat
     })
 }
 
+/// Whether a running attempt with these last heartbeats is a zombie for this sweep: its own
+/// heartbeat is stale and, while its worker still heartbeats, stale for twice as long. A worker
+/// beats for itself and for each attempt at different moments, so just after it dies its own
+/// beat can look fresh for up to one interval while the attempt's is already stale; the second
+/// window lets the sweep name such a worker as dead rather than as "alive but silent".
+pub(crate) fn is_zombie(
+    attempt_beat: DateTime<Utc>,
+    worker_beat: Option<DateTime<Utc>>,
+    sweep: &crate::ZombieSweep,
+) -> bool {
+    if attempt_beat >= sweep.stale_before {
+        return false;
+    }
+    let worker_alive = worker_beat.is_some_and(|beat| beat >= sweep.stale_before);
+    if !worker_alive {
+        return true;
+    }
+    let window = sweep.now - sweep.stale_before;
+    sweep
+        .stale_before
+        .checked_sub_signed(window)
+        .is_some_and(|second_window| attempt_beat < second_window)
+}
+
 /// The line a zombie attempt's log and error carry, and the last sign of life it names: the
 /// worker's, or, when the worker still heartbeats but no longer this attempt (it lost it,
 /// e.g. a claim whose answer never reached it), the attempt's.

@@ -472,7 +472,7 @@ pub(super) async fn fail_zombie(
             .bind(&candidate.worker_id)
             .fetch_optional(&mut *tx)
             .await?;
-    if beat >= sweep.stale_before {
+    if !read::is_zombie(beat, worker_beat, sweep) {
         return Ok(None);
     }
     let (message, last_heartbeat) =

@@ -317,7 +317,7 @@ async fn fail_zombie(
     .await?;
     let beat = row.time("task_attempts", "heartbeat_at")?;
     let worker_beat = row.opt_time("workers", "worker_heartbeat_at")?;
-    if beat >= sweep.stale_before {
+    if !read::is_zombie(beat, worker_beat, sweep) {
         return Ok(None);
     }
     let (message, last_heartbeat) =
