@@ -15,7 +15,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sluice_core::clock::Clock;
 use sluice_core::{RunState, RunType, Timetable};
-use sluice_store::{DagSync, RunFilter, RunRecord, Store, StoreError, ZombieAttempt, ZombieSweep};
+use sluice_store::{
+    DagSync, RunFilter, RunRecord, SchedulerTick, Store, StoreError, TickOutcome, ZombieAttempt,
+    ZombieSweep,
+};
 use tokio::sync::{Mutex, watch};
 
 pub use registry::{FolderLoader, Loaded, LoadedDag, load_paths};
@@ -53,6 +56,11 @@ pub struct SchedulerConfig {
     /// A running attempt whose worker has not heartbeaten for this long is failed as a zombie
     /// and retried per its task's retries.
     pub zombie_after: Duration,
+    /// Names this scheduler process in the `schedulers` table (its loop time in `/metrics`):
+    /// `host:pid:random` in production, where several may share a database.
+    pub scheduler_id: String,
+    /// The machine it runs on, as recorded beside its loop time.
+    pub host: String,
 }
 
 impl Default for SchedulerConfig {
@@ -62,6 +70,8 @@ impl Default for SchedulerConfig {
             max_runs_created_per_tick: 64,
             backfill_interval: Duration::from_millis(100),
             zombie_after: Duration::from_secs(60),
+            scheduler_id: "scheduler".to_owned(),
+            host: "localhost".to_owned(),
         }
     }
 }
@@ -346,12 +356,20 @@ impl Scheduler {
     }
 
     /// Ticks until `shutdown` turns true. A failing tick (database down) is logged and retried
-    /// with a growing pause, so the scheduler rides out an outage.
+    /// with a growing pause, so the scheduler rides out an outage. Each tick's duration is
+    /// recorded in the store, where `/metrics` in the web process reads it.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut failures = 0u32;
+        let run_started_at = self.clock.now();
         loop {
             let started = std::time::Instant::now();
             let result = self.tick(self.clock.now()).await;
+            let outcome = match result {
+                Ok(_) => TickOutcome::Succeeded,
+                Err(_) => TickOutcome::Failed,
+            };
+            self.record_tick(run_started_at, started.elapsed(), outcome)
+                .await;
             // a tick that failed, or that waited long for the database, means the database
             // was away: workers could not heartbeat meanwhile either
             let stalled =
@@ -398,6 +416,29 @@ impl Scheduler {
                     break;
                 }
             }
+        }
+    }
+}
+
+impl Scheduler {
+    /// Records one tick of `run`'s loop. A failure is only logged: the loop goes on, and a
+    /// database that is away already makes the tick itself fail and back off.
+    async fn record_tick(
+        &self,
+        run_started_at: DateTime<Utc>,
+        took: Duration,
+        outcome: TickOutcome,
+    ) {
+        let tick = SchedulerTick {
+            scheduler_id: self.config.scheduler_id.clone(),
+            host: self.config.host.clone(),
+            started_at: run_started_at,
+            at: self.clock.now(),
+            seconds: took.as_secs_f64(),
+            outcome,
+        };
+        if let Err(error) = self.store.record_scheduler_tick(&tick).await {
+            tracing::warn!(%error, scheduler_id = %tick.scheduler_id, "recording the scheduler's loop time failed");
         }
     }
 }

@@ -121,6 +121,16 @@ pub fn host_name() -> String {
         .unwrap_or_else(|_| "localhost".to_owned())
 }
 
+/// `host:pid:random`: names a worker or scheduler process, unique per process, and says
+/// where to look.
+pub fn process_id(host: &str) -> String {
+    format!(
+        "{host}:{}:{:06x}",
+        std::process::id(),
+        rand::random::<u32>() & 0xff_ffff
+    )
+}
+
 /// Resolves at the first SIGTERM or Ctrl-C.
 pub async fn wait_for_signal() {
     let terminate = async {

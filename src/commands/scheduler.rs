@@ -8,7 +8,7 @@ use sluice_core::clock::SystemClock;
 use sluice_scheduler::{FolderLoader, Scheduler, SchedulerConfig};
 use tokio::sync::watch;
 
-use super::{UsageError, duration_flag, open_store, wait_for_signal};
+use super::{UsageError, duration_flag, host_name, open_store, process_id, wait_for_signal};
 use crate::Cli;
 
 #[derive(Debug, clap::Args)]
@@ -30,11 +30,15 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         return Err(UsageError("--zombie-after must be at least 1s".to_owned()).into());
     }
     let store = open_store(&cli.database_url).await?;
+    let host = host_name();
     let config = SchedulerConfig {
         tick_interval: args.tick_interval,
         zombie_after: args.zombie_after,
+        scheduler_id: process_id(&host),
+        host,
         ..SchedulerConfig::default()
     };
+    let scheduler_id = config.scheduler_id.clone();
     let scheduler = Arc::new(Scheduler::new(
         store,
         Arc::new(SystemClock),
@@ -44,7 +48,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let (stop, shutdown) = watch::channel(false);
     let task = tokio::spawn(scheduler.run(shutdown));
     eprintln!(
-        "sluice scheduler: DAGs from {} · database {} · zombies after {}",
+        "sluice scheduler {scheduler_id}: DAGs from {} · database {} · zombies after {}",
         cli.dags_folder.display(),
         sluice_store::redact_url(&cli.database_url),
         sluice_core::schedule::format_duration(args.zombie_after)

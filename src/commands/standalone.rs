@@ -50,15 +50,17 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let clock = Arc::new(SystemClock);
     let (stop, shutdown) = watch::channel(false);
 
+    let host = super::host_name();
     let scheduler = Arc::new(Scheduler::new(
         store.clone(),
         clock.clone(),
         FolderLoader::new(&cli.dags_folder),
-        SchedulerConfig::default(),
+        SchedulerConfig {
+            scheduler_id: super::process_id(&host),
+            host: host.clone(),
+            ..SchedulerConfig::default()
+        },
     ));
-    let host = hostname::get()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "localhost".to_owned());
     let mut worker_config = WorkerConfig::new(
         format!("{host}:{}:standalone", std::process::id()),
         args.slots,

@@ -67,7 +67,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             )
         })?;
     let host = host_name();
-    let mut config = WorkerConfig::new(worker_id(&host), args.slots);
+    let mut config = WorkerConfig::new(super::process_id(&host), args.slots);
     config.host = host;
     config.queues = queues;
     config.shutdown_grace = args.grace;
@@ -100,15 +100,6 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     }
     eprintln!("sluice worker {worker_id}: stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// `host:pid:random`: unique per process, and says where to look.
-fn worker_id(host: &str) -> String {
-    format!(
-        "{host}:{}:{:06x}",
-        std::process::id(),
-        rand::random::<u32>() & 0xff_ffff
-    )
 }
 
 fn valid_queue(queue: &str) -> bool {

@@ -12,8 +12,10 @@ pub mod postgres;
 mod read;
 mod records;
 mod rendered_records;
+mod scheduler_records;
 pub mod sqlite;
 mod sqlite_rendered;
+mod sqlite_schedulers;
 mod sqlite_web;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -29,6 +31,7 @@ use chrono::{DateTime, Utc};
 pub use read::dropped_log_line;
 pub use records::*;
 pub use rendered_records::RenderedRecord;
+pub use scheduler_records::{SchedulerRecord, SchedulerTick, TickOutcome};
 pub use wake::Wakeups;
 pub use web_records::*;
 
@@ -309,4 +312,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// The rendered fields of the run's attempts that recorded them, by attempt id.
     async fn rendered_fields(&self, run_pk: i64) -> StoreResult<Vec<RenderedRecord>>;
+
+    // ---- scheduler loop -----------------------------------------------------------------
+
+    /// Adds a finished tick to its scheduler's totals (creating the scheduler's row at its
+    /// first tick) and forgets schedulers silent for a day. Schedulers are separate
+    /// processes, so this is how `/metrics` learns their loop time.
+    async fn record_scheduler_tick(&self, tick: &SchedulerTick) -> StoreResult<()>;
+    /// Every scheduler that ticked within the last day, by id.
+    async fn list_schedulers(&self) -> StoreResult<Vec<SchedulerRecord>>;
 }

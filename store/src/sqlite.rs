@@ -761,4 +761,12 @@ impl Store for SqliteStore {
     async fn rendered_fields(&self, run_pk: i64) -> StoreResult<Vec<RenderedRecord>> {
         crate::sqlite_rendered::rendered_fields(&self.pool, run_pk).await
     }
+
+    async fn record_scheduler_tick(&self, tick: &SchedulerTick) -> StoreResult<()> {
+        crate::sqlite_schedulers::record_scheduler_tick(&self.pool, tick).await
+    }
+
+    async fn list_schedulers(&self) -> StoreResult<Vec<SchedulerRecord>> {
+        crate::sqlite_schedulers::list_schedulers(&self.pool).await
+    }
 }

@@ -163,3 +163,10 @@ suite! {
         rendered_fields_are_recorded_under_the_lease_and_read_per_run;
     connector: ;
 }
+
+// schedulers' loop times (`/metrics`)
+suite! {
+    store:
+        scheduler_ticks_add_up_per_scheduler_and_silent_ones_are_forgotten;
+    connector: ;
+}

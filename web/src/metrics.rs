@@ -1,5 +1,6 @@
 //! `/metrics`: Prometheus text from the store: runs by DAG and state, task instances by state
-//! (the queue depth is the `queued` ones), attempt durations, worker heartbeats.
+//! (the queue depth is the `queued` ones), attempt durations, worker heartbeats, and each
+//! scheduler's loop time (recorded by the scheduler processes after every tick).
 
 use std::fmt::Write as _;
 
@@ -8,7 +9,9 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use sluice_core::TaskState;
-use sluice_store::{ATTEMPT_DURATION_BOUNDS, AttemptDurations, RunCount, TaskCount, WorkerRecord};
+use sluice_store::{
+    ATTEMPT_DURATION_BOUNDS, AttemptDurations, RunCount, SchedulerRecord, TaskCount, WorkerRecord,
+};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -20,6 +23,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
         tasks: store.task_counts().await?,
         durations: store.attempt_durations().await?,
         workers: store.list_workers().await?,
+        schedulers: store.list_schedulers().await?,
         now: Utc::now(),
     };
     Ok((
@@ -37,6 +41,7 @@ pub(crate) struct Snapshot {
     pub tasks: Vec<TaskCount>,
     pub durations: AttemptDurations,
     pub workers: Vec<WorkerRecord>,
+    pub schedulers: Vec<SchedulerRecord>,
     pub now: DateTime<Utc>,
 }
 
@@ -117,10 +122,7 @@ fn write_all(out: &mut String, snapshot: &Snapshot) -> std::fmt::Result {
     )?;
     writeln!(out, "# TYPE sluice_worker_heartbeat_age_seconds gauge")?;
     for worker in &snapshot.workers {
-        let age = (snapshot.now - worker.heartbeat_at)
-            .num_milliseconds()
-            .max(0) as f64
-            / 1000.0;
+        let age = seconds_since(snapshot.now, worker.heartbeat_at);
         writeln!(
             out,
             "sluice_worker_heartbeat_age_seconds{{worker_id=\"{}\"}} {age}",
@@ -140,7 +142,63 @@ fn write_all(out: &mut String, snapshot: &Snapshot) -> std::fmt::Result {
             worker.slots_in_use
         )?;
     }
+    write_schedulers(out, snapshot)
+}
+
+/// Each scheduler's loop: the last tick's duration, the totals (`rate` of the seconds over
+/// the rate of the ticks is the mean loop time), and how long ago it last ticked.
+fn write_schedulers(out: &mut String, snapshot: &Snapshot) -> std::fmt::Result {
+    type Value = fn(&SchedulerRecord, DateTime<Utc>) -> String;
+    let families: [(&str, &str, &str, Value); 5] = [
+        (
+            "sluice_scheduler_loop_seconds",
+            "gauge",
+            "How long each scheduler's last tick took.",
+            |scheduler, _| scheduler.last_tick_seconds.to_string(),
+        ),
+        (
+            "sluice_scheduler_ticks_total",
+            "counter",
+            "Ticks each scheduler has run.",
+            |scheduler, _| scheduler.ticks.to_string(),
+        ),
+        (
+            "sluice_scheduler_tick_seconds_total",
+            "counter",
+            "Seconds each scheduler has spent in its ticks.",
+            |scheduler, _| scheduler.tick_seconds_total.to_string(),
+        ),
+        (
+            "sluice_scheduler_failed_ticks_total",
+            "counter",
+            "Ticks that failed (the database away, a store error), per scheduler.",
+            |scheduler, _| scheduler.failed_ticks.to_string(),
+        ),
+        (
+            "sluice_scheduler_last_tick_age_seconds",
+            "gauge",
+            "Seconds since each scheduler's last tick ended.",
+            |scheduler, now| seconds_since(now, scheduler.last_tick_at).to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        writeln!(out, "# HELP {name} {help}")?;
+        writeln!(out, "# TYPE {name} {kind}")?;
+        for scheduler in &snapshot.schedulers {
+            writeln!(
+                out,
+                "{name}{{scheduler_id=\"{}\"}} {}",
+                label(&scheduler.scheduler_id),
+                value(scheduler, snapshot.now)
+            )?;
+        }
+    }
     Ok(())
+}
+
+/// Whole milliseconds since `then`, in seconds; 0 when `then` is ahead (clocks differ).
+fn seconds_since(now: DateTime<Utc>, then: DateTime<Utc>) -> f64 {
+    (now - then).num_milliseconds().max(0) as f64 / 1000.0
 }
 
 /// A label value as the text format wants it: `\`, `"` and newlines escaped.
@@ -177,6 +235,7 @@ mod tests {
             }],
             durations,
             workers: Vec::new(),
+            schedulers: Vec::new(),
             now: Utc::now(),
         });
         assert!(
@@ -204,5 +263,40 @@ mod tests {
             text.contains("sluice_attempt_duration_seconds_count 4"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn scheduler_loop_time_is_shown_per_scheduler_with_escaped_ids() {
+        let now = Utc::now();
+        let text = render(&Snapshot {
+            runs: Vec::new(),
+            tasks: Vec::new(),
+            durations: AttemptDurations::default(),
+            workers: Vec::new(),
+            schedulers: vec![SchedulerRecord {
+                scheduler_id: "host\"a:1:ff".to_owned(),
+                host: "host".to_owned(),
+                started_at: now - chrono::Duration::seconds(60),
+                last_tick_at: now - chrono::Duration::milliseconds(1500),
+                last_tick_seconds: 0.25,
+                ticks: 40,
+                tick_seconds_total: 8.5,
+                failed_ticks: 2,
+            }],
+            now,
+        });
+        for line in [
+            "# TYPE sluice_scheduler_loop_seconds gauge",
+            "sluice_scheduler_loop_seconds{scheduler_id=\"host\\\"a:1:ff\"} 0.25",
+            "# TYPE sluice_scheduler_ticks_total counter",
+            "sluice_scheduler_ticks_total{scheduler_id=\"host\\\"a:1:ff\"} 40",
+            "# TYPE sluice_scheduler_tick_seconds_total counter",
+            "sluice_scheduler_tick_seconds_total{scheduler_id=\"host\\\"a:1:ff\"} 8.5",
+            "sluice_scheduler_failed_ticks_total{scheduler_id=\"host\\\"a:1:ff\"} 2",
+            "# TYPE sluice_scheduler_last_tick_age_seconds gauge",
+            "sluice_scheduler_last_tick_age_seconds{scheduler_id=\"host\\\"a:1:ff\"} 1.5",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in:\n{text}");
+        }
     }
 }

@@ -14,6 +14,7 @@ mod registry;
 mod rendered;
 mod results;
 mod runs;
+mod schedulers;
 mod web;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,7 @@ pub use registry::*;
 pub use rendered::*;
 pub use results::*;
 pub use runs::*;
+pub use schedulers::*;
 pub use web::*;
 
 /// Opens handles on one database.

@@ -18,6 +18,7 @@ mod cluster;
 mod listen;
 mod rendered;
 mod runs;
+mod schedulers;
 mod web;
 
 use std::collections::BTreeMap;
@@ -619,5 +620,13 @@ impl Store for PgStore {
 
     async fn rendered_fields(&self, run_pk: i64) -> StoreResult<Vec<RenderedRecord>> {
         rendered::rendered_fields(&self.pool, run_pk).await
+    }
+
+    async fn record_scheduler_tick(&self, tick: &SchedulerTick) -> StoreResult<()> {
+        schedulers::record_scheduler_tick(&self.pool, tick).await
+    }
+
+    async fn list_schedulers(&self) -> StoreResult<Vec<SchedulerRecord>> {
+        schedulers::list_schedulers(&self.pool).await
     }
 }

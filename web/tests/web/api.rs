@@ -427,6 +427,50 @@ async fn metrics_count_runs_queued_tasks_and_attempt_durations() {
     );
 }
 
+#[tokio::test]
+async fn metrics_show_each_schedulers_loop_time() {
+    let app = TestApp::anonymous().await;
+    let now = chrono::Utc::now();
+    for (seconds, outcome) in [
+        (0.5, sluice_store::TickOutcome::Succeeded),
+        (0.25, sluice_store::TickOutcome::Failed),
+    ] {
+        app.store
+            .record_scheduler_tick(&sluice_store::SchedulerTick {
+                scheduler_id: "sched-1:77:abc123".to_owned(),
+                host: "sched-1".to_owned(),
+                started_at: now,
+                at: now,
+                seconds,
+                outcome,
+            })
+            .await
+            .unwrap();
+    }
+
+    let token = app.api_token(Role::Viewer).await;
+    let answer = app
+        .send(
+            axum::http::Request::get("/metrics")
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let text = answer.body;
+    for line in [
+        "sluice_scheduler_loop_seconds{scheduler_id=\"sched-1:77:abc123\"} 0.25",
+        "sluice_scheduler_ticks_total{scheduler_id=\"sched-1:77:abc123\"} 2",
+        "sluice_scheduler_tick_seconds_total{scheduler_id=\"sched-1:77:abc123\"} 0.75",
+        "sluice_scheduler_failed_ticks_total{scheduler_id=\"sched-1:77:abc123\"} 1",
+        "# TYPE sluice_scheduler_last_tick_age_seconds gauge",
+        "sluice_scheduler_last_tick_age_seconds{scheduler_id=\"sched-1:77:abc123\"} ",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+}
+
 async fn claim(store: &dyn sluice_store::Store) -> sluice_store::ClaimedAttempt {
     let mut claimed = crate::support::claim(store, at(10)).await;
     assert_eq!(claimed.len(), 2);

@@ -311,4 +311,12 @@ impl Store for DownStore {
     async fn rendered_fields(&self, _run_pk: i64) -> StoreResult<Vec<RenderedRecord>> {
         Err(down())
     }
+
+    async fn record_scheduler_tick(&self, _tick: &SchedulerTick) -> StoreResult<()> {
+        Err(down())
+    }
+
+    async fn list_schedulers(&self) -> StoreResult<Vec<SchedulerRecord>> {
+        Err(down())
+    }
 }
