@@ -100,6 +100,9 @@ fn validate(cli: &Cli, paths: &[PathBuf], format: Format) -> anyhow::Result<Exit
             for problem in &problems {
                 out!("{problem}");
             }
+            for warning in callback_warnings(&loaded) {
+                eprintln!("warning: {warning}");
+            }
             let files = loaded.dags.len() + loaded.errors.len();
             if problems.is_empty() {
                 eprintln!("{} DAG file(s) valid", loaded.dags.len());
@@ -121,6 +124,7 @@ fn validate(cli: &Cli, paths: &[PathBuf], format: Format) -> anyhow::Result<Exit
                 "valid": problems.is_empty(),
                 "dags": loaded.dags.keys().collect::<Vec<_>>(),
                 "errors": errors,
+                "warnings": callback_warnings(&loaded),
             });
             out!("{}", serde_json::to_string_pretty(&report)?);
         }
@@ -130,6 +134,22 @@ fn validate(cli: &Cli, paths: &[PathBuf], format: Format) -> anyhow::Result<Exit
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `on_failure` / `on_success` webhooks are part of the file format and checked, but no process
+/// calls them yet: say so rather than let a user believe alerts are wired.
+fn callback_warnings(loaded: &sluice_scheduler::Loaded) -> Vec<String> {
+    loaded
+        .dags
+        .values()
+        .filter(|l| !l.dag.on_failure.is_empty() || !l.dag.on_success.is_empty())
+        .map(|l| {
+            format!(
+                "{}: `on_failure`/`on_success` webhooks are valid but not called by this version of sluice",
+                l.dag.fileloc
+            )
+        })
+        .collect()
 }
 
 /// `file:line:col: message` as a JSON object, for CI annotations. The file is known (the

@@ -205,3 +205,38 @@ fn service_commands_name_the_bad_flag_and_exit_with_2() {
         );
     }
 }
+
+#[test]
+fn validate_warns_that_webhook_callbacks_are_not_called_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    std::fs::write(
+        dags.join("alerts.yaml"),
+        "on_failure: [{ webhook: 'http://127.0.0.1:1/hook' }]\ntasks:\n  a:\n    type: noop\n",
+    )
+    .unwrap();
+    std::fs::write(dags.join("quiet.yaml"), "tasks:\n  a:\n    type: noop\n").unwrap();
+
+    let output = sluice(dir.path(), &["dags", "validate"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "still valid: {}",
+        text(&output.stderr)
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("alerts.yaml: `on_failure`/`on_success` webhooks are valid but not called"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("quiet.yaml"), "{stderr}");
+
+    let output = sluice(dir.path(), &["dags", "validate", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON output");
+    assert_eq!(
+        report["warnings"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+}
