@@ -38,6 +38,10 @@ pub struct Cli {
     /// How list and show commands print: aligned tables, or JSON for scripts.
     #[arg(long, global = true, env = "SLUICE_OUTPUT", value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// A TOML file of connections (`[connections] name = "url"`), outside the DAG folder;
+    /// `SLUICE_CONN_<NAME>` variables win over it. Read by workers and `tasks test`.
+    #[arg(long, global = true, env = "SLUICE_SECRETS_FILE", value_name = "PATH")]
+    secrets_file: Option<PathBuf>,
     /// A settings file (TOML) instead of ./sluice.toml.
     #[arg(long, global = true, env = "SLUICE_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,

@@ -8,6 +8,9 @@ use crate::state::{RunState, TaskState, TriggerRule};
 #[derive(Debug, Clone)]
 pub struct TaskView<'a> {
     pub task_id: &'a str,
+    /// `-1` for an unmapped instance, or for the placeholder of a task mapped from a
+    /// `foreach` template (its instances `0..n` are created when it expands).
+    pub map_index: i32,
     pub state: TaskState,
     pub upstream: &'a [String],
     pub trigger_rule: TriggerRule,
@@ -34,6 +37,11 @@ impl Decision {
 /// Decides the pending instances of one run. Skips and upstream failures cascade, so the
 /// result is computed to a fixed point: the returned list holds `(index, new state)` pairs
 /// into `tasks`, each index at most once.
+///
+/// A mapped task counts through its mapped instances (`map_index >= 0`) once it has any;
+/// before a `foreach` template expands, through its placeholder (`map_index -1`). A pending
+/// mapped instance beside a placeholder that has not expanded (again, after a clear) waits
+/// for it, and follows it when it ends without expanding.
 pub fn plan(tasks: &[TaskView<'_>]) -> Vec<(usize, TaskState)> {
     let mut states: Vec<TaskState> = tasks.iter().map(|t| t.state).collect();
     let mut changes = Vec::new();
@@ -43,14 +51,23 @@ pub fn plan(tasks: &[TaskView<'_>]) -> Vec<(usize, TaskState)> {
             if states[index] != TaskState::Pending {
                 continue;
             }
-            let upstream_states = task.upstream.iter().flat_map(|up| {
-                tasks
-                    .iter()
-                    .zip(states.iter())
-                    .filter(move |(t, _)| t.task_id == up)
-                    .map(|(_, s)| *s)
-            });
-            if let Some(decision) = decide(task.trigger_rule, upstream_states) {
+            let placeholder = (task.map_index >= 0)
+                .then(|| {
+                    tasks
+                        .iter()
+                        .position(|t| t.task_id == task.task_id && t.map_index < 0)
+                })
+                .flatten();
+            let decision = match placeholder.map(|p| states[p]) {
+                Some(TaskState::Success) | None => {
+                    let upstream = upstream_states(tasks, &states, task.upstream);
+                    decide(task.trigger_rule, upstream)
+                }
+                Some(state) if !state.is_terminal() => None,
+                Some(TaskState::Skipped) => Some(Decision::Skip),
+                Some(_) => Some(Decision::UpstreamFailed),
+            };
+            if let Some(decision) = decision {
                 states[index] = decision.state();
                 changes.push((index, decision.state()));
                 changed = true;
@@ -60,6 +77,31 @@ pub fn plan(tasks: &[TaskView<'_>]) -> Vec<(usize, TaskState)> {
             return changes;
         }
     }
+}
+
+/// The states trigger rules look at for the given upstream task ids: a mapped task's mapped
+/// instances, or its one unmapped instance (or placeholder).
+fn upstream_states(
+    tasks: &[TaskView<'_>],
+    states: &[TaskState],
+    upstream: &[String],
+) -> Vec<TaskState> {
+    let mut result = Vec::new();
+    for up in upstream {
+        let of_task = || {
+            tasks
+                .iter()
+                .zip(states.iter())
+                .filter(move |(t, _)| t.task_id == up)
+        };
+        let mapped = of_task().any(|(t, _)| t.map_index >= 0);
+        result.extend(
+            of_task()
+                .filter(|(t, _)| !mapped || t.map_index >= 0)
+                .map(|(_, s)| *s),
+        );
+    }
+    result
 }
 
 /// The verdict for one task given its upstream states, or `None` to keep waiting.
@@ -256,24 +298,28 @@ mod tests {
         let tasks = [
             TaskView {
                 task_id: "a",
+                map_index: -1,
                 state: Failed,
                 upstream: &[],
                 trigger_rule: AllSuccess,
             },
             TaskView {
                 task_id: "b",
+                map_index: -1,
                 state: Pending,
                 upstream: &a,
                 trigger_rule: AllSuccess,
             },
             TaskView {
                 task_id: "c",
+                map_index: -1,
                 state: Pending,
                 upstream: &b,
                 trigger_rule: AllSuccess,
             },
             TaskView {
                 task_id: "cleanup",
+                map_index: -1,
                 state: Pending,
                 upstream: &b,
                 trigger_rule: AllDone,
@@ -284,6 +330,67 @@ mod tests {
             plan,
             vec![(1, UpstreamFailed), (2, UpstreamFailed), (3, Queued)]
         );
+    }
+
+    fn view<'a>(
+        task_id: &'a str,
+        map_index: i32,
+        state: TaskState,
+        upstream: &'a [String],
+    ) -> TaskView<'a> {
+        TaskView {
+            task_id,
+            map_index,
+            state,
+            upstream,
+            trigger_rule: AllSuccess,
+        }
+    }
+
+    #[test]
+    fn downstream_of_an_expanded_task_waits_for_its_mapped_instances_not_the_placeholder() {
+        let up = ["fan".to_owned()];
+        let running = [
+            view("fan", -1, Success, &[]),
+            view("fan", 0, Success, &[]),
+            view("fan", 1, Running, &[]),
+            view("after", -1, Pending, &up),
+        ];
+        assert_eq!(plan(&running), vec![]);
+        let failed = [
+            view("fan", -1, Success, &[]),
+            view("fan", 0, Success, &[]),
+            view("fan", 1, Failed, &[]),
+            view("after", -1, Pending, &up),
+        ];
+        assert_eq!(plan(&failed), vec![(3, UpstreamFailed)]);
+    }
+
+    #[test]
+    fn an_empty_expansion_skips_downstream_through_the_placeholder() {
+        let up = ["fan".to_owned()];
+        let tasks = [
+            view("fan", -1, Skipped, &[]),
+            view("after", -1, Pending, &up),
+        ];
+        assert_eq!(plan(&tasks), vec![(1, Skipped)]);
+    }
+
+    #[test]
+    fn mapped_instances_of_a_cleared_task_wait_for_its_placeholder_to_expand_again() {
+        let up = ["start".to_owned()];
+        let waiting = [
+            view("start", -1, Success, &[]),
+            view("fan", -1, Queued, &up),
+            view("fan", 0, Pending, &up),
+        ];
+        assert_eq!(plan(&waiting), vec![]);
+        let failed = [
+            view("start", -1, Success, &[]),
+            view("fan", -1, Failed, &up),
+            view("fan", 0, Pending, &up),
+        ];
+        assert_eq!(plan(&failed), vec![(2, UpstreamFailed)]);
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub fn command_with_file(
                     .any(|a| a.get_id() == key && a.is_global_set());
                 if !known || key == "config" {
                     return Err(format!(
-                        "{}: unknown setting `{key}` (top-level keys: database_url, dags_folder, output; commands take a [section])",
+                        "{}: unknown setting `{key}` (top-level keys: database_url, dags_folder, output, secrets_file; commands take a [section])",
                         path.display()
                     ));
                 }

@@ -149,3 +149,15 @@ pub async fn wait_for_signal() {
         _ = terminate => {}
     }
 }
+
+/// The secrets file named by `--secrets-file`, checked to be readable and outside the DAG
+/// folder (which is in Git).
+pub fn secrets_file(
+    cli: &crate::Cli,
+) -> Result<Option<sluice_worker::connections::SecretsFile>, UsageError> {
+    cli.secrets_file
+        .as_deref()
+        .map(|path| sluice_worker::connections::SecretsFile::new(path, &cli.dags_folder))
+        .transpose()
+        .map_err(|e| UsageError(e.to_string()))
+}

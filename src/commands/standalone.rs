@@ -67,6 +67,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     );
     worker_config.host = host;
     worker_config.queues = args.queues.clone();
+    worker_config.secrets_file = super::secrets_file(cli)?;
     let worker = Worker::new(store.clone(), clock, worker_config);
 
     let scheduler_task = tokio::spawn(scheduler.run(shutdown.clone()));

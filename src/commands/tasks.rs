@@ -260,6 +260,7 @@ fn local_run<'a>(
         params: merged,
         map_index,
         base_dir,
+        secrets_file: super::secrets_file(cli)?,
     })
 }
 

@@ -72,6 +72,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     config.queues = queues;
     config.shutdown_grace = args.grace;
     config.heartbeat_interval = args.heartbeat_interval;
+    config.secrets_file = super::secrets_file(cli)?;
     let worker_id = config.worker_id.clone();
     eprintln!(
         "sluice worker {worker_id}: queues {} · {} slots · database {}",

@@ -13,10 +13,11 @@ use crate::read::{Columns, millis, saturating_i32};
 use crate::*;
 
 /// A task instance of a run as the trigger rules see it
-/// (`id, task_id, state, upstream, trigger_rule`).
+/// (`id, task_id, map_index, state, upstream, trigger_rule`).
 pub(crate) struct TaskRow {
     id: i64,
     task_id: String,
+    map_index: i32,
     state: TaskState,
     upstream: Vec<String>,
     trigger_rule: TriggerRule,
@@ -28,6 +29,7 @@ impl TaskRow {
         Ok(TaskRow {
             id: row.int("id")?,
             task_id: row.text("task_id")?,
+            map_index: row.int32("map_index")?,
             state: row.parse(T, "state")?,
             upstream: row.json(T, "upstream")?,
             trigger_rule: row.parse(T, "trigger_rule")?,
@@ -59,6 +61,7 @@ pub(crate) fn plan_run(tasks: &[TaskRow], now: DateTime<Utc>) -> RunPlan {
         .iter()
         .map(|task| TaskView {
             task_id: &task.task_id,
+            map_index: task.map_index,
             state: task.state,
             upstream: &task.upstream,
             trigger_rule: task.trigger_rule,

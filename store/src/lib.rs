@@ -8,6 +8,7 @@
 #[cfg(feature = "testing")]
 pub mod conformance;
 mod decide;
+mod mapping_records;
 pub mod postgres;
 mod read;
 mod records;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use mapping_records::ExpandTask;
 pub use read::dropped_log_line;
 pub use records::*;
 pub use rendered_records::RenderedRecord;
@@ -321,4 +323,18 @@ pub trait Store: Send + Sync + 'static {
     async fn record_scheduler_tick(&self, tick: &SchedulerTick) -> StoreResult<()>;
     /// Every scheduler that ticked within the last day, by id.
     async fn list_schedulers(&self) -> StoreResult<Vec<SchedulerRecord>>;
+
+    // ---- foreach from a template --------------------------------------------------------
+
+    /// Expands a task mapped from a `foreach` template, whose placeholder (`map_index -1`)
+    /// the caller claimed and rendered: under the lease, in one transaction, the placeholder's
+    /// attempt ends in success with `log`, the placeholder becomes `success` (or `skipped`
+    /// for an empty list), one instance per item is created `queued` with its item (an
+    /// earlier, pending instance of the same index takes the new item; a pending one past
+    /// the new list is skipped), and the run is evaluated. `LeaseLost` when the lease is no
+    /// longer current, so a placeholder expands once however many workers race.
+    async fn expand_mapped_task(&self, expand: &ExpandTask) -> StoreResult<FinishResult>;
+    /// The item a mapped instance was expanded with; `None` for an unmapped instance or an
+    /// item of a literal `foreach` list (those are in the DAG version).
+    async fn mapped_item(&self, ti_id: i64) -> StoreResult<Option<serde_json::Value>>;
 }

@@ -328,13 +328,46 @@ pub(crate) fn claimed_attempt(
 /// attempt's value wins.
 pub(crate) fn outputs(
     rows: &[impl Columns],
+    mapped: &[impl Columns],
 ) -> StoreResult<BTreeMap<String, BTreeMap<String, Value>>> {
+    // rows (`task_id, map_index, key, value`) come oldest attempt first: a later success wins
     let mut outputs: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    let mut by_index: BTreeMap<(String, String), BTreeMap<i32, Value>> = BTreeMap::new();
     for row in rows {
+        let task_id = row.text("task_id")?;
+        let value = row.json_value("task_outputs", "value")?;
+        let map_index = row.int32("map_index")?;
+        if map_index < 0 {
+            outputs
+                .entry(task_id)
+                .or_default()
+                .insert(row.text("key")?, value);
+        } else {
+            by_index
+                .entry((task_id, row.text("key")?))
+                .or_default()
+                .insert(map_index, value);
+        }
+    }
+    // a mapped task's output is the list of its instances' values in map-index order, `null`
+    // where an instance has none (it failed, or did not return that key)
+    let mut counts = BTreeMap::new();
+    for row in mapped {
+        counts.insert(row.text("task_id")?, row.int32("last_index")?);
+    }
+    for ((task_id, key), values) in by_index {
+        let last = counts
+            .get(&task_id)
+            .copied()
+            .unwrap_or_default()
+            .max(values.keys().copied().max().unwrap_or_default());
+        let list = (0..=last)
+            .map(|index| values.get(&index).cloned().unwrap_or(Value::Null))
+            .collect();
         outputs
-            .entry(row.text("task_id")?)
+            .entry(task_id)
             .or_default()
-            .insert(row.text("key")?, row.json_value("task_outputs", "value")?);
+            .insert(key, Value::Array(list));
     }
     Ok(outputs)
 }

@@ -23,6 +23,7 @@ use crate::*;
 
 mod attempts;
 mod backfills;
+mod mapping;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -115,7 +116,7 @@ pub(crate) async fn evaluate_in_tx(
     if run_state.as_deref() != Some(RunState::Running.as_str()) {
         return Ok(RunProgress::default());
     }
-    let rows = sqlx::query("SELECT id, task_id, state, upstream, trigger_rule FROM task_instances WHERE run_pk = ? ORDER BY id")
+    let rows = sqlx::query("SELECT id, task_id, map_index, state, upstream, trigger_rule FROM task_instances WHERE run_pk = ? ORDER BY id")
         .bind(run_pk)
         .fetch_all(&mut *conn)
         .await?;
@@ -621,14 +622,21 @@ impl Store for SqliteStore {
     ) -> StoreResult<BTreeMap<String, BTreeMap<String, Value>>> {
         // the latest successful attempt of each task instance holds the outputs that count
         let rows = sqlx::query(
-            "SELECT ti.task_id, o.key, o.value FROM task_outputs o \
+            "SELECT ti.task_id, ti.map_index, o.key, o.value FROM task_outputs o \
              JOIN task_attempts a ON a.id = o.attempt_id JOIN task_instances ti ON ti.id = a.ti_id \
              WHERE a.run_pk = ? AND a.state = 'success' ORDER BY a.id",
         )
         .bind(run_pk)
         .fetch_all(&self.pool)
         .await?;
-        read::outputs(&rows)
+        let mapped = sqlx::query(
+            "SELECT task_id, MAX(map_index) AS last_index FROM task_instances \
+             WHERE run_pk = ? AND map_index >= 0 GROUP BY task_id",
+        )
+        .bind(run_pk)
+        .fetch_all(&self.pool)
+        .await?;
+        read::outputs(&rows, &mapped)
     }
 
     async fn runs_in_range(&self, range: &RunRange) -> StoreResult<Vec<RunRecord>> {
@@ -768,5 +776,13 @@ impl Store for SqliteStore {
 
     async fn list_schedulers(&self) -> StoreResult<Vec<SchedulerRecord>> {
         crate::sqlite_schedulers::list_schedulers(&self.pool).await
+    }
+
+    async fn expand_mapped_task(&self, expand: &ExpandTask) -> StoreResult<FinishResult> {
+        mapping::expand_mapped_task(self, expand).await
+    }
+
+    async fn mapped_item(&self, ti_id: i64) -> StoreResult<Option<Value>> {
+        mapping::mapped_item(self, ti_id).await
     }
 }

@@ -170,3 +170,12 @@ suite! {
         scheduler_ticks_add_up_per_scheduler_and_silent_ones_are_forgotten;
     connector: ;
 }
+
+// `foreach` from a template: expansion into mapped instances
+suite! {
+    store:
+        a_template_placeholder_expands_once_into_queued_mapped_instances,
+        an_empty_expansion_skips_the_task_and_its_downstream,
+        a_failed_expansion_is_retried_and_fails_downstream;
+    connector: ;
+}

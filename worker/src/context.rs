@@ -5,27 +5,37 @@ use std::path::Path;
 
 use serde_json::Value;
 use sluice_core::spec::Foreach;
-use sluice_core::template::{self, Connection, ContextInput};
+use sluice_core::template::{self, ContextInput};
 use sluice_core::{Dag, Task};
 use sluice_store::ClaimedAttempt;
 use tokio_util::sync::CancellationToken;
 
+use crate::connections::{Connections, SecretsFile};
 use crate::logs::LogSink;
 use crate::rendered::{RenderedFields, is_secret_name};
 use crate::steps::{StepContext, StepError};
+
+/// What an attempt's context is built from, beside the DAG, task and claimed attempt.
+pub(crate) struct ContextSources<'a> {
+    pub outputs: &'a BTreeMap<String, BTreeMap<String, Value>>,
+    /// The item a `foreach` template gave this mapped instance (`Store::mapped_item`).
+    pub mapped_item: Option<Value>,
+    pub secrets_file: Option<&'a SecretsFile>,
+    pub base_dir: &'a Path,
+}
 
 pub(crate) fn build(
     dag: &Dag,
     task: &Task,
     attempt: &ClaimedAttempt,
-    outputs: &BTreeMap<String, BTreeMap<String, Value>>,
+    sources: ContextSources<'_>,
     log: LogSink,
     cancel: CancellationToken,
-    base_dir: &Path,
 ) -> Result<StepContext, StepError> {
     let item = match (&task.foreach, attempt.map_index) {
         (None, _) => None,
-        (Some(Foreach::List(items)), index) if index >= 0 => {
+        (Some(_), index) if index < 0 => None,
+        (Some(Foreach::List(items)), index) => {
             let item = usize::try_from(index)
                 .ok()
                 .and_then(|i| items.get(i))
@@ -37,14 +47,17 @@ pub(crate) fn build(
                 })?;
             Some(item.clone())
         }
-        (Some(_), _) => {
-            return Err(StepError::new(
-                "`foreach` from a template cannot run yet: this build expands literal `foreach` lists only",
-            ));
-        }
+        (Some(Foreach::Template(_)), index) => Some(sources.mapped_item.ok_or_else(|| {
+            StepError::new(format!(
+                "mapped instance [{index}] of `{}` has no item: its `foreach` was not expanded",
+                attempt.task_id
+            ))
+        })?),
     };
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let connections = connections_from_env(&env);
+    let connections =
+        Connections::load(&env, sources.secrets_file).map_err(|e| StepError::new(e.to_string()))?;
+    let templates = connections.for_templates();
     let input = ContextInput {
         dag_id: &attempt.dag_id,
         task_id: &attempt.task_id,
@@ -54,21 +67,22 @@ pub(crate) fn build(
         data_interval: attempt.data_interval,
         try_number: attempt.try_number,
         params: &attempt.params,
-        outputs,
-        connections: &connections,
+        outputs: sources.outputs,
+        connections: &templates,
         env: &env,
         item: item.as_ref(),
     };
     let template_context = template::context(&input);
-    let secrets = connections
-        .values()
-        .filter_map(|connection| connection.password.clone())
+    let secrets: Vec<String> = connections
+        .passwords()
+        .into_iter()
         .chain(
             env.iter()
                 .filter(|(name, _)| is_secret_name(name))
                 .map(|(_, value)| value.clone()),
         )
         .collect();
+    log.set_secrets(&secrets);
     let mut process_env = BTreeMap::new();
     for (key, name) in [
         ("dag_id", "SLUICE_DAG_ID"),
@@ -94,28 +108,8 @@ pub(crate) fn build(
         log,
         cancel,
         env: process_env,
-        base_dir: base_dir.to_path_buf(),
+        base_dir: sources.base_dir.to_path_buf(),
         rendered: RenderedFields::new(secrets),
+        connections,
     })
-}
-
-/// Connections named by `SLUICE_CONN_<NAME>=url` variables; `<NAME>` lower-cased is the name
-/// templates use (`{{ conn.warehouse.host }}`). Variables that are not valid URLs are skipped
-/// with a warning naming the variable, never its value.
-pub fn connections_from_env(env: &BTreeMap<String, String>) -> BTreeMap<String, Connection> {
-    let mut connections = BTreeMap::new();
-    for (key, value) in env {
-        let Some(name) = key.strip_prefix("SLUICE_CONN_") else {
-            continue;
-        };
-        match Connection::parse_url(value) {
-            Ok(connection) => {
-                connections.insert(name.to_ascii_lowercase(), connection);
-            }
-            Err(_) => {
-                tracing::warn!(variable = %key, "ignoring a connection that is not a valid URL")
-            }
-        }
-    }
-    connections
 }

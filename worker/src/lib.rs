@@ -3,10 +3,12 @@
 //! and downstream tasks in the same transaction.
 #![forbid(unsafe_code)]
 
+pub mod connections;
 mod context;
 mod leases;
 pub mod local;
 pub mod logs;
+mod mapping;
 mod rendered;
 pub mod steps;
 
@@ -17,15 +19,16 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sluice_core::clock::Clock;
+use sluice_core::spec::Foreach;
 use sluice_core::{Dag, Task, parse_dag};
 use sluice_store::{
-    AttemptOutcome, Claim, ClaimedAttempt, FinishAttempt, Store, StoreError, WorkerBeat,
+    AttemptOutcome, Claim, ClaimedAttempt, ExpandTask, FinishAttempt, Store, StoreError, WorkerBeat,
 };
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use context::connections_from_env;
+use connections::SecretsFile;
 use leases::HeldLeases;
 use logs::{LogSink, LogWriter};
 pub use rendered::RenderedFields;
@@ -49,6 +52,9 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// Where relative paths in steps resolve.
     pub base_dir: PathBuf,
+    /// Connections beside the `SLUICE_CONN_<NAME>` variables (which win), re-read at
+    /// every attempt.
+    pub secrets_file: Option<SecretsFile>,
 }
 
 impl WorkerConfig {
@@ -63,6 +69,7 @@ impl WorkerConfig {
             lease_check_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(30),
             base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            secrets_file: None,
         }
     }
 }
@@ -230,6 +237,11 @@ impl Worker {
         let result = self.run_attempt(&attempt, &log, &cancel).await;
         heartbeat.abort();
         self.held.release(&attempt.lease);
+        // an error may quote what a template rendered: mask it for the record as for the log
+        let result = result.map_err(|error| StepError {
+            message: log.mask(&error.message),
+            ..error
+        });
         if let Err(error) = &result {
             log.line(format!(
                 "[sluice] attempt {} failed: {}",
@@ -244,7 +256,17 @@ impl Worker {
             return;
         }
         let (outcome, output, error) = match result {
-            Ok(output) => (AttemptOutcome::Success, output, None),
+            Ok(Ended::Expanded(items)) => {
+                let expand = ExpandTask {
+                    lease: attempt.lease.clone(),
+                    items,
+                    log: log_tail,
+                    now: self.clock.now(),
+                };
+                self.expand_with_retry(&expand).await;
+                return;
+            }
+            Ok(Ended::Step(output)) => (AttemptOutcome::Success, output, None),
             Err(error) => (
                 AttemptOutcome::Failed,
                 StepOutput {
@@ -270,7 +292,7 @@ impl Worker {
         attempt: &ClaimedAttempt,
         log: &LogSink,
         cancel: &CancellationToken,
-    ) -> Result<StepOutput, StepError> {
+    ) -> Result<Ended, StepError> {
         let dag = self.dag(&attempt.dag_hash, &attempt.dag_id, cancel).await?;
         let task = dag.task(&attempt.task_id).ok_or_else(|| {
             StepError::new(format!(
@@ -298,6 +320,22 @@ impl Worker {
         let ctx = self
             .step_context(&dag, task, attempt, log.clone(), cancel.clone())
             .await?;
+        if let (Some(Foreach::Template(template)), true) = (&task.foreach, attempt.map_index < 0) {
+            // the placeholder of a `foreach` template: its work is the list of items
+            let items = mapping::items(template, &ctx)?;
+            ctx.record_rendered().await;
+            log.line(format!(
+                "[sluice] `foreach` rendered to {} item{}: {}",
+                items.len(),
+                if items.len() == 1 { "" } else { "s" },
+                if items.is_empty() {
+                    "the task is skipped"
+                } else {
+                    "one mapped instance each is queued"
+                }
+            ));
+            return Ok(Ended::Expanded(items));
+        }
         let step = steps::run(&task.step, &ctx);
         let stopped = async {
             tokio::select! {
@@ -309,7 +347,7 @@ impl Worker {
                 ))),
             }
         };
-        match attempt.timeout {
+        let result = match attempt.timeout {
             Some(limit) => tokio::select! {
                 result = tokio::time::timeout(limit, step) => result.unwrap_or_else(|_| {
                     Err(StepError::new(format!("timed out after {}; the process group was killed", human(limit))))
@@ -320,7 +358,8 @@ impl Worker {
                 result = step => result,
                 result = stopped => result,
             },
-        }
+        };
+        result.map(Ended::Step)
     }
 
     async fn step_context(
@@ -340,15 +379,22 @@ impl Worker {
                 .await
                 .map_err(|e| StepError::new(format!("reading upstream outputs: {e}")))?,
         };
-        let ctx = context::build(
-            dag,
-            task,
-            attempt,
-            &outputs,
-            log,
-            cancel,
-            &self.config.base_dir,
-        )?;
+        let mapped_item = match (&task.foreach, attempt.map_index) {
+            (Some(Foreach::Template(_)), index) if index >= 0 => self
+                .through_outage("reading the mapped item", &cancel, || {
+                    self.store.mapped_item(attempt.ti_id)
+                })
+                .await
+                .map_err(|e| StepError::new(format!("reading the mapped item: {e}")))?,
+            _ => None,
+        };
+        let sources = context::ContextSources {
+            outputs: &outputs,
+            mapped_item,
+            secrets_file: self.config.secrets_file.as_ref(),
+            base_dir: &self.config.base_dir,
+        };
+        let ctx = context::build(dag, task, attempt, sources, log, cancel)?;
         Ok(StepContext {
             rendered: ctx
                 .rendered
@@ -453,6 +499,29 @@ impl Worker {
         })
     }
 
+    /// A placeholder's expansion must reach the store: retry while the database is away.
+    async fn expand_with_retry(&self, expand: &ExpandTask) {
+        let mut failures = 0u32;
+        loop {
+            match self.store.expand_mapped_task(expand).await {
+                Ok(result) => {
+                    tracing::info!(state = %result.task_state, mapped = expand.items.len(), "foreach expanded");
+                    return;
+                }
+                Err(StoreError::LeaseLost { .. }) => {
+                    tracing::warn!("foreach expansion dropped: its lease is no longer current");
+                    return;
+                }
+                Err(error) => {
+                    failures += 1;
+                    let pause = Duration::from_millis(250 * u64::from(failures.min(40)));
+                    tracing::error!(%error, retry_in_ms = pause.as_millis() as u64, "recording the foreach expansion failed; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+
     /// The end of an attempt must reach the store: retry while the database is away.
     async fn finish_with_retry(&self, finish: &FinishAttempt, log_tail: &str) {
         let mut failures = 0u32;
@@ -475,6 +544,13 @@ impl Worker {
             }
         }
     }
+}
+
+/// How an attempt's work ended well.
+enum Ended {
+    Step(StepOutput),
+    /// The placeholder of a `foreach` template rendered its items.
+    Expanded(Vec<serde_json::Value>),
 }
 
 fn short(hash: &str) -> &str {

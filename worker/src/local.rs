@@ -7,13 +7,15 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sluice_core::spec::Foreach;
 use sluice_core::{Dag, DataInterval, Task};
 use sluice_store::{ClaimedAttempt, Lease};
 use tokio_util::sync::CancellationToken;
 
-use crate::context;
+use crate::connections::SecretsFile;
 use crate::logs::LogSink;
 use crate::steps::{self, StepContext, StepError, StepOutput};
+use crate::{context, mapping};
 
 /// One task of a DAG for one logical date, as a test run.
 pub struct LocalRun<'a> {
@@ -27,6 +29,8 @@ pub struct LocalRun<'a> {
     pub map_index: i32,
     /// Where relative paths resolve.
     pub base_dir: PathBuf,
+    /// Connections beside the `SLUICE_CONN_<NAME>` variables.
+    pub secrets_file: Option<SecretsFile>,
 }
 
 impl LocalRun<'_> {
@@ -63,14 +67,47 @@ impl LocalRun<'_> {
             data_interval: self.data_interval,
             params: self.params.clone(),
         };
+        let outputs = BTreeMap::new();
+        let sources = |mapped_item| context::ContextSources {
+            outputs: &outputs,
+            mapped_item,
+            secrets_file: self.secrets_file.as_ref(),
+            base_dir: &self.base_dir,
+        };
+        let mapped_item = match &self.task.foreach {
+            // a `foreach` template is rendered here as its placeholder would render it
+            Some(Foreach::Template(template)) if attempt.map_index >= 0 => {
+                let placeholder = ClaimedAttempt {
+                    map_index: sluice_store::UNMAPPED,
+                    ..attempt.clone()
+                };
+                let ctx = context::build(
+                    self.dag,
+                    self.task,
+                    &placeholder,
+                    sources(None),
+                    log.clone(),
+                    cancel.clone(),
+                )?;
+                let items = mapping::items(template, &ctx)?;
+                let index = usize::try_from(attempt.map_index).unwrap_or(usize::MAX);
+                Some(items.get(index).cloned().ok_or_else(|| {
+                    StepError::new(format!(
+                        "map index {} is out of range: `foreach` rendered {} items",
+                        attempt.map_index,
+                        items.len()
+                    ))
+                })?)
+            }
+            _ => None,
+        };
         context::build(
             self.dag,
             self.task,
             &attempt,
-            &BTreeMap::new(),
+            sources(mapped_item),
             log,
             cancel,
-            &self.base_dir,
         )
     }
 

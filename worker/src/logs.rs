@@ -2,7 +2,7 @@
 //! a chatty task costs a few writes a second, and a lost lease cancels the attempt. The lines
 //! still unwritten when the attempt ends go with its result, in the same transaction.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -14,22 +14,47 @@ use tokio_util::sync::CancellationToken;
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 const MAX_BATCH_LINES: usize = 256;
 
-/// Where a step writes its log lines. Cheap to clone.
+/// Where a step writes its log lines. Cheap to clone; every clone masks the same secrets.
 #[derive(Debug, Clone)]
 pub struct LogSink {
     sender: mpsc::UnboundedSender<String>,
+    /// Known secrets (connection passwords, secret-named environment values), longest
+    /// first, replaced by `***` in every line: set once the attempt's context is built.
+    secrets: Arc<RwLock<Vec<String>>>,
 }
 
 impl LogSink {
+    fn new(sender: mpsc::UnboundedSender<String>) -> Self {
+        LogSink {
+            sender,
+            secrets: Arc::default(),
+        }
+    }
+
+    /// Writes a line, every known secret in it replaced by `***`.
     pub fn line(&self, line: impl Into<String>) {
+        let line = self.mask(&line.into());
         // the writer outlives every sink clone; a send can only fail after it stopped
-        let _ = self.sender.send(line.into());
+        let _ = self.sender.send(line);
+    }
+
+    /// The text with every known secret replaced by `***`: for error messages, which go
+    /// into the attempt's record as well as its log.
+    pub fn mask(&self, text: &str) -> String {
+        let secrets = self.secrets.read().expect("no holder of this lock panics");
+        crate::rendered::mask(text, &secrets)
+    }
+
+    /// The secrets to mask from now on, in every clone of this sink.
+    pub(crate) fn set_secrets(&self, secrets: &[String]) {
+        *self.secrets.write().expect("no holder of this lock panics") =
+            crate::rendered::maskable(secrets.to_vec());
     }
 
     /// A sink that keeps lines in memory, for tests and `tasks test`.
     pub fn collecting() -> (LogSink, mpsc::UnboundedReceiver<String>) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        (LogSink { sender }, receiver)
+        (LogSink::new(sender), receiver)
     }
 }
 
@@ -88,7 +113,7 @@ impl LogWriter {
             }
             String::new()
         });
-        (LogSink { sender }, LogWriter { handle })
+        (LogSink::new(sender), LogWriter { handle })
     }
 
     /// Once every sink is dropped: waits for the writes under way and returns the last lines,

@@ -68,18 +68,14 @@ impl RenderedFields {
                 .filter(|(field, _)| secret_env_field(field))
                 .map(|(_, value)| value.clone()),
         );
-        secrets.retain(|secret| secret.len() >= MIN_MASKED_LENGTH);
-        // longest first, so a secret containing another is masked whole
-        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        let secrets = maskable(secrets);
         fields
             .into_iter()
             .map(|(field, value)| {
                 let value = if secret_env_field(&field) {
                     MASK.to_owned()
                 } else {
-                    secrets
-                        .iter()
-                        .fold(value, |value, secret| value.replace(secret.as_str(), MASK))
+                    mask(&value, &secrets)
                 };
                 (field, value)
             })
@@ -101,6 +97,22 @@ impl RenderedFields {
             Err(error) => tracing::warn!(%error, "recording the rendered fields failed"),
         }
     }
+}
+
+/// The secrets worth masking (long enough), longest first, so a secret containing another is
+/// masked whole.
+pub(crate) fn maskable(mut secrets: Vec<String>) -> Vec<String> {
+    secrets.retain(|secret| secret.len() >= MIN_MASKED_LENGTH);
+    secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    secrets.dedup();
+    secrets
+}
+
+/// `text` with each of `secrets` (as `maskable` returns them) replaced by `***`.
+pub(crate) fn mask(text: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(text.to_owned(), |text, secret| {
+        text.replace(secret.as_str(), MASK)
+    })
 }
 
 /// Whether an environment variable's name says it holds a secret (`API_TOKEN`, `db_password`).

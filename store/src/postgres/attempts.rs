@@ -181,7 +181,10 @@ async fn within_pools(
 
 /// The attempt's row, locked: log writes of one attempt take their sequence numbers one at a
 /// time, and a result committed meanwhile is seen.
-async fn lock_attempt(conn: &mut PgConnection, lease: &Lease) -> StoreResult<read::Leased> {
+pub(super) async fn lock_attempt(
+    conn: &mut PgConnection,
+    lease: &Lease,
+) -> StoreResult<read::Leased> {
     let row = sqlx::query(
         "SELECT ti_id, run_pk, try_number, state, lease_token FROM task_attempts WHERE id = $1 FOR NO KEY UPDATE",
     )
@@ -213,7 +216,7 @@ pub(super) async fn append_log(
 
 /// Appends a chunk and keeps the log within `cap` bytes, dropping (and counting) the oldest
 /// chunks but never the newest. The caller holds the attempt's row lock.
-async fn append_in_tx(
+pub(super) async fn append_in_tx(
     conn: &mut PgConnection,
     attempt_id: i64,
     chunk: &str,

@@ -16,6 +16,7 @@ mod backfills;
 mod claims;
 mod cluster;
 mod listen;
+mod mapping;
 mod rendered;
 mod runs;
 mod schedulers;
@@ -481,14 +482,21 @@ impl Store for PgStore {
     ) -> StoreResult<BTreeMap<String, BTreeMap<String, Value>>> {
         // the latest successful attempt of each task instance holds the outputs that count
         let rows = sqlx::query(
-            "SELECT ti.task_id, o.key, o.value FROM task_outputs o \
+            "SELECT ti.task_id, ti.map_index, o.key, o.value FROM task_outputs o \
              JOIN task_attempts a ON a.id = o.attempt_id JOIN task_instances ti ON ti.id = a.ti_id \
              WHERE a.run_pk = $1 AND a.state = 'success' ORDER BY a.id",
         )
         .bind(run_pk)
         .fetch_all(&self.pool)
         .await?;
-        read::outputs(&rows)
+        let mapped = sqlx::query(
+            "SELECT task_id, MAX(map_index) AS last_index FROM task_instances \
+             WHERE run_pk = $1 AND map_index >= 0 GROUP BY task_id",
+        )
+        .bind(run_pk)
+        .fetch_all(&self.pool)
+        .await?;
+        read::outputs(&rows, &mapped)
     }
 
     async fn runs_in_range(&self, range: &RunRange) -> StoreResult<Vec<RunRecord>> {
@@ -628,5 +636,13 @@ impl Store for PgStore {
 
     async fn list_schedulers(&self) -> StoreResult<Vec<SchedulerRecord>> {
         schedulers::list_schedulers(&self.pool).await
+    }
+
+    async fn expand_mapped_task(&self, expand: &ExpandTask) -> StoreResult<FinishResult> {
+        mapping::expand_mapped_task(self, expand).await
+    }
+
+    async fn mapped_item(&self, ti_id: i64) -> StoreResult<Option<Value>> {
+        mapping::mapped_item(self, ti_id).await
     }
 }

@@ -171,7 +171,7 @@ pub(super) async fn evaluate_in_tx(
     if run_state.as_deref() != Some(RunState::Running.as_str()) {
         return Ok(RunProgress::default());
     }
-    let rows = sqlx::query("SELECT id, task_id, state, upstream, trigger_rule FROM task_instances WHERE run_pk = $1 ORDER BY id")
+    let rows = sqlx::query("SELECT id, task_id, map_index, state, upstream, trigger_rule FROM task_instances WHERE run_pk = $1 ORDER BY id")
         .bind(run_pk)
         .fetch_all(&mut *conn)
         .await?;

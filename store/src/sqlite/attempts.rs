@@ -112,7 +112,7 @@ pub(super) async fn append_log(
 
 /// Appends a chunk and keeps the log within `cap` bytes, dropping (and counting) the oldest
 /// chunks but never the newest.
-async fn append_in_tx(
+pub(super) async fn append_in_tx(
     conn: &mut SqliteConnection,
     attempt_id: i64,
     chunk: &str,

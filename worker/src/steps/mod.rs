@@ -11,6 +11,7 @@ use sluice_core::Step;
 use sluice_core::template::{self, TemplateError};
 use tokio_util::sync::CancellationToken;
 
+use crate::connections::Connections;
 use crate::logs::LogSink;
 use crate::rendered::RenderedFields;
 
@@ -27,6 +28,8 @@ pub struct StepContext {
     pub base_dir: PathBuf,
     /// What `render` produced, for the task instance page.
     pub rendered: RenderedFields,
+    /// The connections this attempt may open (`connections::Connections::open`).
+    pub connections: Connections,
 }
 
 impl StepContext {

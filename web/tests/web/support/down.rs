@@ -319,4 +319,12 @@ impl Store for DownStore {
     async fn list_schedulers(&self) -> StoreResult<Vec<SchedulerRecord>> {
         Err(down())
     }
+
+    async fn expand_mapped_task(&self, _expand: &ExpandTask) -> StoreResult<FinishResult> {
+        Err(down())
+    }
+
+    async fn mapped_item(&self, _ti_id: i64) -> StoreResult<Option<serde_json::Value>> {
+        Err(down())
+    }
 }
