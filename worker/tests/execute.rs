@@ -48,10 +48,26 @@ on_both_stores!(
     an_undefined_template_variable_fails_the_attempt_naming_the_field,
     cancelling_the_run_stops_the_running_command,
     a_shell_attempt_records_its_rendered_fields_with_secrets_masked_while_it_runs,
+    a_foreach_template_expands_into_mapped_instances_and_downstream_gets_their_outputs_as_a_list,
+    a_foreach_template_that_is_not_a_list_fails_naming_foreach,
+    an_empty_foreach_list_skips_the_task_and_its_downstream,
+    sql_statements_run_in_one_transaction_with_outputs_from_the_last,
+    a_bad_sql_statement_names_its_number_and_rolls_everything_back,
+    sql_step_errors_name_the_connection_and_the_missing_output,
+    a_connection_password_never_shows_in_logs_errors_or_rendered_fields,
+    sql_runs_on_a_real_postgresql_connection,
 );
 
 /// `None` when PostgreSQL is not configured (the helper printed why; under CI=true it panics).
 async fn fixture(backend: Backend) -> Option<Fixture> {
+    fixture_with_connections(backend, &[]).await
+}
+
+/// A fixture whose worker reads `connections` (name, URL) from a secrets file.
+async fn fixture_with_connections(
+    backend: Backend,
+    connections: &[(&str, &str)],
+) -> Option<Fixture> {
     let dir = tempfile::tempdir().unwrap();
     let (url, database) = match backend {
         Backend::Sqlite => (
@@ -67,6 +83,17 @@ async fn fixture(backend: Backend) -> Option<Fixture> {
     let mut config = WorkerConfig::new("test-worker", 4);
     config.base_dir = dir.path().to_path_buf();
     config.heartbeat_interval = Duration::from_millis(200);
+    if !connections.is_empty() {
+        let path = dir.path().join("secrets.toml");
+        let table: String = connections
+            .iter()
+            .map(|(name, url)| format!("{name} = \"{url}\"\n"))
+            .collect();
+        std::fs::write(&path, format!("[connections]\n{table}")).unwrap();
+        config.secrets_file = Some(
+            sluice_worker::connections::SecretsFile::new(&path, &dir.path().join("dags")).unwrap(),
+        );
+    }
     let worker = Worker::new(store.clone(), Arc::new(SystemClock), config);
     Some(Fixture {
         _dir: dir,
@@ -340,4 +367,269 @@ async fn a_shell_attempt_records_its_rendered_fields_with_secrets_masked_while_i
     execution.await.unwrap();
     let attempts = f.store.attempts(run.pk).await.unwrap();
     assert_eq!(attempts[0].state, AttemptState::Success);
+}
+
+/// Works until nothing is claimable (mapped instances are queued by their expansion).
+async fn work_until_idle(f: &Fixture) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while work_once(f).await > 0 {
+        assert!(Instant::now() < deadline, "work never ran out");
+    }
+}
+
+/// task id and map index → state, sorted.
+async fn instance_states(store: &dyn Store, run_pk: i64) -> Vec<(String, i32, TaskState)> {
+    let mut states: Vec<_> = store
+        .task_instances(run_pk)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|ti| (ti.task_id, ti.map_index, ti.state))
+        .collect();
+    states.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    states
+}
+
+fn rows(expected: &[(&str, i32, TaskState)]) -> Vec<(String, i32, TaskState)> {
+    let mut rows: Vec<_> = expected
+        .iter()
+        .map(|(id, index, state)| ((*id).to_owned(), *index, *state))
+        .collect();
+    rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    rows
+}
+
+async fn a_foreach_template_expands_into_mapped_instances_and_downstream_gets_their_outputs_as_a_list(
+    backend: Backend,
+) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let yaml = "dag: t\ntasks:\n  list_files:\n    type: shell\n    command: echo '::output files=[\"a.csv\", \"b.csv\", \"c.csv\"]'\n  fan:\n    type: shell\n    depends_on: [list_files]\n    foreach: \"{{ outputs.list_files.files }}\"\n    command: echo \"::output upper={{ item | upper }}\"\n  after:\n    type: shell\n    depends_on: [fan]\n    command: echo \"::output all={{ outputs.fan.upper | join(',') }}\"\n";
+    let run = start_run(f.store.as_ref(), yaml).await;
+    work_until_idle(&f).await;
+    use TaskState::*;
+    assert_eq!(
+        instance_states(f.store.as_ref(), run.pk).await,
+        rows(&[
+            ("list_files", -1, Success),
+            ("fan", -1, Success),
+            ("fan", 0, Success),
+            ("fan", 1, Success),
+            ("fan", 2, Success),
+            ("after", -1, Success),
+        ])
+    );
+    let outputs = f.store.run_outputs(run.pk).await.unwrap();
+    assert_eq!(
+        outputs["after"]["all"],
+        serde_json::json!("A.CSV,B.CSV,C.CSV")
+    );
+    let attempts = f.store.attempts(run.pk).await.unwrap();
+    let placeholder = attempts
+        .iter()
+        .find(|a| a.task_id == "fan" && a.map_index == -1)
+        .unwrap();
+    let log = log(f.store.as_ref(), placeholder.id).await;
+    assert!(
+        log.contains("`foreach` rendered to 3 items: one mapped instance each is queued"),
+        "{log}"
+    );
+    let rendered = f.store.rendered_fields(run.pk).await.unwrap();
+    let foreach = rendered
+        .iter()
+        .find(|r| r.attempt_id == placeholder.id)
+        .unwrap();
+    assert_eq!(
+        foreach.fields["foreach"],
+        "\"[\\\"a.csv\\\", \\\"b.csv\\\", \\\"c.csv\\\"]\""
+    );
+}
+
+async fn a_foreach_template_that_is_not_a_list_fails_naming_foreach(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let yaml = "dag: t\nparams: { n: 3 }\ntasks:\n  fan:\n    type: shell\n    foreach: \"{{ params.n }}\"\n    command: echo {{ item }}\n  after:\n    type: noop\n    depends_on: [fan]\n";
+    let run = start_run(f.store.as_ref(), yaml).await;
+    work_until_idle(&f).await;
+    let attempts = f.store.attempts(run.pk).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        attempts[0].error.as_deref(),
+        Some("`foreach` must render to a JSON list, but it rendered `3`")
+    );
+    use TaskState::*;
+    assert_eq!(
+        instance_states(f.store.as_ref(), run.pk).await,
+        rows(&[("fan", -1, Failed), ("after", -1, UpstreamFailed)])
+    );
+}
+
+async fn an_empty_foreach_list_skips_the_task_and_its_downstream(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let yaml = "dag: t\ntasks:\n  fan:\n    type: shell\n    foreach: \"[]\"\n    command: echo {{ item }}\n  after:\n    type: noop\n    depends_on: [fan]\n";
+    let run = start_run(f.store.as_ref(), yaml).await;
+    work_until_idle(&f).await;
+    use TaskState::*;
+    assert_eq!(
+        instance_states(f.store.as_ref(), run.pk).await,
+        rows(&[("fan", -1, Skipped), ("after", -1, Skipped)])
+    );
+    let run = f.store.get_run_by_pk(run.pk).await.unwrap().unwrap();
+    assert_eq!(run.state, sluice_core::RunState::Success);
+}
+
+async fn sql_statements_run_in_one_transaction_with_outputs_from_the_last(backend: Backend) {
+    let Some(f) = fixture_with_connections(backend, &[("scratch", "sqlite:scratch.db")]).await
+    else {
+        return;
+    };
+    let yaml = "dag: t\nparams: { region: kr }\ntasks:\n  q:\n    type: sql\n    connection: scratch\n    sql: |\n      CREATE TABLE sales (region TEXT, amount REAL, ok BOOLEAN);\n      INSERT INTO sales VALUES ('{{ params.region }}', 1.5, 1), ('{{ params.region }}', 2, 1), ('us', 3, 0);\n      SELECT count(*) AS n, sum(amount) AS total, max(region) AS region, ok, NULL AS empty FROM sales WHERE region = '{{ params.region }}'\n    outputs: [n, total, region, ok, empty]\n";
+    let run = start_run(f.store.as_ref(), yaml).await;
+    work_once(&f).await;
+    let attempts = f.store.attempts(run.pk).await.unwrap();
+    assert_eq!(
+        attempts[0].state,
+        AttemptState::Success,
+        "{:?}",
+        attempts[0].error
+    );
+    let outputs = f.store.run_outputs(run.pk).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&outputs["q"]).unwrap(),
+        serde_json::json!({"n": 2, "total": 3.5, "region": "kr", "ok": true, "empty": null})
+    );
+    let log = log(f.store.as_ref(), attempts[0].id).await;
+    assert!(
+        log.contains("[sql] connecting to `scratch` (sqlite:scratch.db)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("[sql] statement 2/3: INSERT INTO sales VALUES ('kr', 1.5, 1)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("[sql] statement 2/3: 3 rows affected"),
+        "{log}"
+    );
+    assert!(log.contains("[sql] statement 3/3: 1 row returned"), "{log}");
+}
+
+async fn a_bad_sql_statement_names_its_number_and_rolls_everything_back(backend: Backend) {
+    let Some(f) = fixture_with_connections(backend, &[("scratch", "sqlite:scratch.db")]).await
+    else {
+        return;
+    };
+    let yaml = "dag: t\ntasks:\n  q:\n    type: sql\n    connection: scratch\n    sql: \"CREATE TABLE kept (a INTEGER); INSERT INTO kept VALUES (1); SELEC 1\"\n  check:\n    type: sql\n    connection: scratch\n    trigger_rule: all_done\n    depends_on: [q]\n    sql: \"SELECT count(*) AS n FROM sqlite_master WHERE name = 'kept'\"\n    outputs: [n]\n";
+    let run = start_run(f.store.as_ref(), yaml).await;
+    work_until_idle(&f).await;
+    let attempts = f.store.attempts(run.pk).await.unwrap();
+    let failed = attempts.iter().find(|a| a.task_id == "q").unwrap();
+    assert_eq!(
+        failed.error.as_deref(),
+        Some("statement 3 of 3 failed: near \"SELEC\": syntax error\n  in: SELEC 1")
+    );
+    let outputs = f.store.run_outputs(run.pk).await.unwrap();
+    assert_eq!(
+        outputs["check"]["n"],
+        serde_json::json!(0),
+        "the CREATE was rolled back"
+    );
+}
+
+async fn sql_step_errors_name_the_connection_and_the_missing_output(backend: Backend) {
+    let Some(f) = fixture_with_connections(backend, &[("scratch", "sqlite:scratch.db")]).await
+    else {
+        return;
+    };
+    let yaml = "dag: t\ntasks:\n  unknown:\n    type: sql\n    connection: warehouse\n    sql: SELECT 1\n  missing:\n    type: sql\n    connection: scratch\n    sql: SELECT 1 AS a\n    outputs: [a, b]\n";
+    let run = start_run(f.store.as_ref(), yaml).await;
+    work_until_idle(&f).await;
+    let attempts = f.store.attempts(run.pk).await.unwrap();
+    let error = |task: &str| {
+        attempts
+            .iter()
+            .find(|a| a.task_id == task)
+            .and_then(|a| a.error.clone())
+            .unwrap()
+    };
+    assert_eq!(
+        error("unknown"),
+        "unknown connection `warehouse` (in `connection:`): set SLUICE_CONN_WAREHOUSE=URL in the worker's environment, or add `warehouse = \"URL\"` under [connections] in the secrets file"
+    );
+    assert_eq!(
+        error("missing"),
+        "`outputs` names column `b`, which the last statement did not return (its columns: )"
+    );
+}
+
+async fn a_connection_password_never_shows_in_logs_errors_or_rendered_fields(backend: Backend) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let url = format!("postgres://loader:hunter2-secret@127.0.0.1:{port}/w");
+    let Some(f) = fixture_with_connections(backend, &[("warehouse", &url)]).await else {
+        return;
+    };
+    let yaml = "dag: t\ntasks:\n  echo:\n    type: shell\n    command: echo 'pw={{ conn.warehouse.password }}'\n  q:\n    type: sql\n    connection: warehouse\n    sql: SELECT '{{ conn.warehouse.password }}'\n";
+    let run = start_run(f.store.as_ref(), yaml).await;
+    work_until_idle(&f).await;
+    let attempts = f.store.attempts(run.pk).await.unwrap();
+    let mut seen = String::new();
+    for attempt in &attempts {
+        seen.push_str(&log(f.store.as_ref(), attempt.id).await);
+        seen.push_str(attempt.error.as_deref().unwrap_or_default());
+    }
+    for rendered in f.store.rendered_fields(run.pk).await.unwrap() {
+        seen.push_str(&format!("{:?}", rendered.fields));
+    }
+    assert!(!seen.contains("hunter2-secret"), "{seen}");
+    assert!(seen.contains("pw=***"), "{seen}");
+    assert!(seen.contains("SELECT '***'"), "{seen}");
+    let q = attempts.iter().find(|a| a.task_id == "q").unwrap();
+    let error = q.error.clone().unwrap();
+    assert!(
+        error.starts_with(&format!(
+            "connection `warehouse` (postgres://loader:***@127.0.0.1:{port}/w): "
+        )),
+        "{error}"
+    );
+}
+
+async fn sql_runs_on_a_real_postgresql_connection(backend: Backend) {
+    if let Backend::Postgres = backend {
+        return; // one store is enough: the user's database is what is tested here
+    }
+    let Some(database) = fresh_postgres_url().await else {
+        return;
+    };
+    let Some(f) = fixture_with_connections(backend, &[("warehouse", database.url())]).await else {
+        return;
+    };
+    let yaml = "dag: t\ntasks:\n  q:\n    type: sql\n    connection: warehouse\n    sql: |\n      CREATE TABLE sales (region text, amount numeric, ok boolean, doc jsonb);\n      INSERT INTO sales VALUES ('kr', 1.5, true, '{\"a\": 1}'), ('kr', 2, true, null);\n      UPDATE sales SET amount = amount + 1 WHERE region = 'kr';\n      SELECT count(*) AS n, sum(amount) AS total, bool_and(ok) AS ok, max(doc::text)::jsonb AS doc FROM sales\n    outputs: [n, total, ok, doc]\n  bad:\n    type: sql\n    connection: warehouse\n    sql: \"INSERT INTO sales VALUES ('us', 1, true, null); SELECT nope FROM sales\"\n";
+    let run = start_run(f.store.as_ref(), yaml).await;
+    work_until_idle(&f).await;
+    let attempts = f.store.attempts(run.pk).await.unwrap();
+    let q = attempts.iter().find(|a| a.task_id == "q").unwrap();
+    assert_eq!(q.state, AttemptState::Success, "{:?}", q.error);
+    let outputs = f.store.run_outputs(run.pk).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&outputs["q"]).unwrap(),
+        serde_json::json!({"n": 2, "total": 5.5, "ok": true, "doc": {"a": 1}})
+    );
+    let log = log(f.store.as_ref(), q.id).await;
+    assert!(
+        log.contains("[sql] statement 3/4: 2 rows affected"),
+        "{log}"
+    );
+    let bad = attempts.iter().find(|a| a.task_id == "bad").unwrap();
+    assert_eq!(
+        bad.error.as_deref(),
+        Some(
+            "statement 2 of 2 failed: column \"nope\" does not exist\n  in: SELECT nope FROM sales"
+        )
+    );
 }

@@ -2,6 +2,7 @@
 
 pub mod noop;
 pub mod shell;
+pub mod sql;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -78,6 +79,7 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<StepOutput, StepError
     match step {
         Step::Noop => noop::run(ctx).await,
         Step::Shell(config) => shell::run(config, ctx).await,
+        Step::Sql(config) => sql::run(config, ctx).await,
         other => Err(StepError::new(format!(
             "`type: {}` steps cannot run yet: this build of sluice executes `shell` and `noop` steps only",
             other.type_name()
