@@ -458,10 +458,14 @@ impl Grid {
 
 impl GridCell {
     fn new(run: &RunRecord, instances: &[TaskInstanceRecord], task_id: &str) -> Option<Self> {
-        let mine: Vec<&TaskInstanceRecord> = instances
+        let mut mine: Vec<&TaskInstanceRecord> = instances
             .iter()
             .filter(|instance| instance.task_id == task_id)
             .collect();
+        // once a `foreach` template expanded, its mapped instances are the task
+        if mine.iter().any(|instance| instance.map_index >= 0) {
+            mine.retain(|instance| instance.map_index >= 0);
+        }
         // a mapped task shows its most pressing state
         let shown = mine.iter().max_by_key(|instance| urgency(instance.state))?;
         let tries = mine.iter().map(|instance| instance.try_number).max()?;

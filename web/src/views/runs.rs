@@ -70,12 +70,14 @@ pub(crate) async fn run_page(
     let instances = store.task_instances(run.pk).await?;
     let attempts = store.attempts(run.pk).await?;
     let outputs = store.run_outputs(run.pk).await?;
+    let mut with_outputs = std::collections::BTreeSet::new();
     let tasks = instances
         .iter()
         .map(|instance| {
             let mut row = TaskRow::new(&run, instance, &attempts, now);
-            // outputs are per task; a mapped task's show on its first instance
-            if instance.map_index <= 0
+            // outputs are per task (a mapped task's are lists): shown on its first row, which
+            // for a `foreach` template is the placeholder that expanded it
+            if with_outputs.insert(instance.task_id.as_str())
                 && let Some(values) = outputs.get(&instance.task_id)
             {
                 row.outputs = values

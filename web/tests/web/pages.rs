@@ -241,6 +241,51 @@ async fn mapped_instances_link_to_their_own_attempts() {
 }
 
 #[tokio::test]
+async fn instances_mapped_from_a_foreach_template_show_individually() {
+    let app = TestApp::spawn().await;
+    let store = app.store.as_ref();
+    sync(store, vec![dag("fan", None)], Vec::new()).await;
+    start_run(store, "fan", vec![task("each", &[], 0)]).await;
+    let placeholder = claim_one(store, "each", at(10)).await;
+    store
+        .expand_mapped_task(&sluice_store::ExpandTask {
+            lease: placeholder.lease.clone(),
+            items: vec![serde_json::json!("a.csv"), serde_json::json!("b.csv")],
+            log: "[sluice] `foreach` rendered to 2 items\n".to_owned(),
+            now: at(11),
+        })
+        .await
+        .expect("expanding");
+    for attempt in claim(store, at(12)).await {
+        let text = format!("item {}\n", attempt.map_index);
+        log(store, &attempt, &text, at(13)).await;
+        finish(store, &attempt, SUCCEEDED, at(14)).await;
+    }
+
+    let dag_page = app.page("/dags/fan").await;
+    assert!(dag_page.contains("×2"), "two mapped instances: {dag_page}");
+    let run_url = links_containing(&dag_page, "/runs/")[0].clone();
+    let run_page = app.page(&run_url).await;
+    assert!(
+        run_page.contains("[0]") && run_page.contains("[1]"),
+        "{run_page}"
+    );
+    let log_links = links_containing(&run_page, "/attempts/");
+    assert_eq!(
+        log_links.len(),
+        3,
+        "the expansion and two items: {log_links:?}"
+    );
+    let item_page = app
+        .page(&format!(
+            "{}/tasks/each?map_index=1",
+            run_url.trim_end_matches('/')
+        ))
+        .await;
+    assert!(item_page.contains("[1]"), "{item_page}");
+}
+
+#[tokio::test]
 async fn healthz_says_ok_while_the_store_answers() {
     let app = TestApp::spawn().await;
     let health = app.get("/healthz").await;
