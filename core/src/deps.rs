@@ -95,9 +95,14 @@ fn upstream_states(
                 .filter(move |(t, _)| t.task_id == up)
         };
         let mapped = of_task().any(|(t, _)| t.map_index >= 0);
+        // beside an expanded placeholder, a skipped mapped instance is one a new expansion
+        // (after a clear) no longer has: it is not part of the task any more
+        let expanded = of_task().any(|(t, s)| t.map_index < 0 && *s == TaskState::Success);
         result.extend(
             of_task()
-                .filter(|(t, _)| !mapped || t.map_index >= 0)
+                .filter(|(t, s)| {
+                    !mapped || (t.map_index >= 0 && !(expanded && **s == TaskState::Skipped))
+                })
                 .map(|(_, s)| *s),
         );
     }
@@ -364,6 +369,18 @@ mod tests {
             view("after", -1, Pending, &up),
         ];
         assert_eq!(plan(&failed), vec![(3, UpstreamFailed)]);
+    }
+
+    #[test]
+    fn instances_a_new_expansion_no_longer_has_do_not_count_downstream() {
+        let up = ["fan".to_owned()];
+        let tasks = [
+            view("fan", -1, Success, &[]),
+            view("fan", 0, Success, &[]),
+            view("fan", 1, Skipped, &[]),
+            view("after", -1, Pending, &up),
+        ];
+        assert_eq!(plan(&tasks), vec![(3, Queued)]);
     }
 
     #[test]

@@ -285,7 +285,8 @@ fn render(
     let mut failed = false;
     for (field, source) in &fields {
         let value = match ctx.render(field, source) {
-            Ok(text) => text,
+            // connection passwords and secret-named variables show as `***`, as on the web
+            Ok(text) => ctx.log.mask(&text),
             Err(error) => {
                 failed = true;
                 format!("<error: {error}>")

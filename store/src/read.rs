@@ -355,15 +355,14 @@ pub(crate) fn outputs(
     for row in mapped {
         counts.insert(row.text("task_id")?, row.int32("last_index")?);
     }
+    // (skipped instances are not counted: a new expansion after a clear no longer has them)
     for ((task_id, key), values) in by_index {
-        let last = counts
-            .get(&task_id)
-            .copied()
-            .unwrap_or_default()
-            .max(values.keys().copied().max().unwrap_or_default());
-        let list = (0..=last)
-            .map(|index| values.get(&index).cloned().unwrap_or(Value::Null))
-            .collect();
+        let list = match counts.get(&task_id) {
+            Some(last) => (0..=*last)
+                .map(|index| values.get(&index).cloned().unwrap_or(Value::Null))
+                .collect(),
+            None => Vec::new(),
+        };
         outputs
             .entry(task_id)
             .or_default()

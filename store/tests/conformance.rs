@@ -176,6 +176,7 @@ suite! {
     store:
         a_template_placeholder_expands_once_into_queued_mapped_instances,
         an_empty_expansion_skips_the_task_and_its_downstream,
-        a_failed_expansion_is_retried_and_fails_downstream;
+        a_failed_expansion_is_retried_and_fails_downstream,
+        a_cleared_template_task_expands_again_and_drops_the_items_it_no_longer_has;
     connector: ;
 }

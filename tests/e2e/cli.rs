@@ -240,3 +240,91 @@ fn validate_warns_that_webhook_callbacks_are_not_called_yet() {
         "{report}"
     );
 }
+
+#[test]
+fn connections_come_from_a_secrets_file_outside_the_dag_folder_and_passwords_never_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    std::fs::write(
+        dags.join("p.yaml"),
+        "tasks:\n  echo:\n    type: shell\n    command: echo 'pw={{ conn.warehouse.password }} host={{ conn.warehouse.host }}'\n",
+    )
+    .unwrap();
+    let secrets =
+        "[connections]\nwarehouse = \"postgres://loader:hunter2-secret@db.internal:5432/w\"\n";
+    std::fs::write(dir.path().join("secrets.toml"), secrets).unwrap();
+
+    let output = sluice(
+        dir.path(),
+        &[
+            "tasks",
+            "test",
+            "p",
+            "echo",
+            "--secrets-file",
+            "secrets.toml",
+        ],
+    );
+    let shown = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("pw=*** host=db.internal"), "{shown}");
+    assert!(!shown.contains("hunter2-secret"), "{shown}");
+
+    let output = sluice(
+        dir.path(),
+        &[
+            "tasks",
+            "render",
+            "p",
+            "echo",
+            "--date",
+            "2026-01-01",
+            "--secrets-file",
+            "secrets.toml",
+        ],
+    );
+    let shown = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(
+        shown.contains("command: echo 'pw=*** host=db.internal'"),
+        "{shown}"
+    );
+
+    // the environment wins over the file
+    let output = std::process::Command::new(crate::support::BIN)
+        .args(["tasks", "test", "p", "echo"])
+        .env("SLUICE_LOG", "warn")
+        .env("SLUICE_SECRETS_FILE", "secrets.toml")
+        .env(
+            "SLUICE_CONN_WAREHOUSE",
+            "postgres://env:other-secret@env.host/w",
+        )
+        .env_remove("SLUICE_DATABASE_URL")
+        .env_remove("SLUICE_DAGS_FOLDER")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let shown = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(shown.contains("pw=*** host=env.host"), "{shown}");
+
+    // a secrets file in the DAG folder (in Git) is refused
+    std::fs::write(dags.join("secrets.toml"), secrets).unwrap();
+    let output = sluice(
+        dir.path(),
+        &[
+            "tasks",
+            "test",
+            "p",
+            "echo",
+            "--secrets-file",
+            "dags/secrets.toml",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the secrets file dags/secrets.toml is inside the DAG folder dags, which is in Git: keep it outside"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2-secret"), "{stderr}");
+}

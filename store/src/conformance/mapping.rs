@@ -168,3 +168,117 @@ pub async fn a_failed_expansion_is_retried_and_fails_downstream(store: &dyn Stor
         ])
     );
 }
+
+pub async fn a_cleared_template_task_expands_again_and_drops_the_items_it_no_longer_has(
+    store: &dyn Store,
+) {
+    use TaskState::*;
+    let (run, placeholder) = claimed_placeholder(store).await;
+    store
+        .expand_mapped_task(&ExpandTask {
+            lease: placeholder.lease.clone(),
+            items: vec![json!("a"), json!("b"), json!("c")],
+            log: String::new(),
+            now: t(DAY + 3),
+        })
+        .await
+        .expect("expanding");
+    let mut now = DAY + 4;
+    work_all(store, &mut now).await;
+    assert_eq!(
+        run_state(store, run.pk).await,
+        sluice_core::RunState::Success
+    );
+    let cleared = store
+        .clear_tasks(&ClearTasks {
+            run_pk: run.pk,
+            task_ids: vec!["fan".to_owned(), "after".to_owned()],
+            now: t(DAY + 20),
+        })
+        .await
+        .expect("clearing");
+    assert_eq!(cleared, 5);
+    store
+        .start_queued_runs("fanout", 16, t(DAY + 20))
+        .await
+        .expect("starting the cleared run again");
+    assert_eq!(
+        mapped_states(store, run.pk).await,
+        expected(&[
+            ("start", -1, Success),
+            ("fan", -1, Queued),
+            ("fan", 0, Pending),
+            ("fan", 1, Pending),
+            ("fan", 2, Pending),
+            ("after", -1, Pending),
+        ]),
+        "the mapped instances wait for the placeholder to expand again"
+    );
+    let placeholder = claim_one(store, t(DAY + 21)).await;
+    assert_eq!(placeholder.map_index, UNMAPPED);
+    store
+        .expand_mapped_task(&ExpandTask {
+            lease: placeholder.lease.clone(),
+            items: vec![json!("x"), json!("y")],
+            log: String::new(),
+            now: t(DAY + 22),
+        })
+        .await
+        .expect("expanding again");
+    let instances = store.task_instances(run.pk).await.expect("reading");
+    let second = instances
+        .iter()
+        .find(|ti| ti.task_id == "fan" && ti.map_index == 1)
+        .expect("fan[1]");
+    assert_eq!(
+        store.mapped_item(second.id).await.expect("reading"),
+        Some(json!("y"))
+    );
+    assert_eq!(
+        mapped_states(store, run.pk).await,
+        expected(&[
+            ("start", -1, Success),
+            ("fan", -1, Success),
+            ("fan", 0, Queued),
+            ("fan", 1, Queued),
+            ("fan", 2, Skipped),
+            ("after", -1, Pending),
+        ])
+    );
+    now = DAY + 30;
+    work_all(store, &mut now).await;
+    assert_eq!(
+        states(store, run.pk).await.get("after"),
+        Some(&Success),
+        "the dropped item does not skip downstream"
+    );
+    assert_eq!(
+        run_state(store, run.pk).await,
+        sluice_core::RunState::Success
+    );
+    let outputs = store.run_outputs(run.pk).await.expect("reading outputs");
+    assert_eq!(outputs["fan"]["n"], json!([0, 1]));
+}
+
+/// Claims and finishes (in success, with output `n` = map index) until nothing is claimable.
+async fn work_all(store: &dyn Store, now: &mut i64) {
+    loop {
+        *now += 1;
+        let claimed = store
+            .claim_attempts(&claim("worker-1", 10, t(*now)))
+            .await
+            .expect("claiming");
+        if claimed.is_empty() {
+            return;
+        }
+        for attempt in claimed {
+            let mut finish = finished(&attempt, AttemptOutcome::Success, t(*now));
+            if attempt.map_index >= 0 {
+                finish
+                    .outputs
+                    .insert("n".to_owned(), json!(attempt.map_index));
+            }
+            store.finish_attempt(&finish).await.expect("finishing");
+        }
+    }
+}

@@ -491,7 +491,7 @@ impl Store for PgStore {
         .await?;
         let mapped = sqlx::query(
             "SELECT task_id, MAX(map_index) AS last_index FROM task_instances \
-             WHERE run_pk = $1 AND map_index >= 0 GROUP BY task_id",
+             WHERE run_pk = $1 AND map_index >= 0 AND state <> 'skipped' GROUP BY task_id",
         )
         .bind(run_pk)
         .fetch_all(&self.pool)
