@@ -370,8 +370,10 @@ impl Worker {
         log: LogSink,
         cancel: CancellationToken,
     ) -> Result<StepContext, StepError> {
+        // a noop renders nothing, unless it is a `foreach` template's placeholder
+        let expands = matches!(task.foreach, Some(Foreach::Template(_))) && attempt.map_index < 0;
         let outputs = match task.step {
-            sluice_core::Step::Noop => Default::default(),
+            sluice_core::Step::Noop if !expands => Default::default(),
             _ => self
                 .through_outage("reading upstream outputs", &cancel, || {
                     self.store.run_outputs(attempt.run_pk)

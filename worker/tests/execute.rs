@@ -470,13 +470,17 @@ async fn an_empty_foreach_list_skips_the_task_and_its_downstream(backend: Backen
     let Some(f) = fixture(backend).await else {
         return;
     };
-    let yaml = "dag: t\ntasks:\n  fan:\n    type: shell\n    foreach: \"[]\"\n    command: echo {{ item }}\n  after:\n    type: noop\n    depends_on: [fan]\n";
+    let yaml = "dag: t\ntasks:\n  list:\n    type: shell\n    command: echo '::output files=[]'\n  fan:\n    type: noop\n    depends_on: [list]\n    foreach: \"{{ outputs.list.files }}\"\n  after:\n    type: noop\n    depends_on: [fan]\n";
     let run = start_run(f.store.as_ref(), yaml).await;
     work_until_idle(&f).await;
     use TaskState::*;
     assert_eq!(
         instance_states(f.store.as_ref(), run.pk).await,
-        rows(&[("fan", -1, Skipped), ("after", -1, Skipped)])
+        rows(&[
+            ("list", -1, Success),
+            ("fan", -1, Skipped),
+            ("after", -1, Skipped)
+        ])
     );
     let run = f.store.get_run_by_pk(run.pk).await.unwrap().unwrap();
     assert_eq!(run.state, sluice_core::RunState::Success);
