@@ -18,24 +18,26 @@ pub(super) async fn expand_mapped_task(
     store: &PgStore,
     expand: &ExpandTask,
 ) -> StoreResult<FinishResult> {
-    let run_pk: Option<i64> = sqlx::query_scalar("SELECT run_pk FROM task_attempts WHERE id = $1")
-        .bind(expand.lease.attempt_id)
-        .fetch_optional(&store.pool)
-        .await?;
-    let Some(run_pk) = run_pk else {
+    let found: Option<(i64, i64)> =
+        sqlx::query_as("SELECT run_pk, ti_id FROM task_attempts WHERE id = $1")
+            .bind(expand.lease.attempt_id)
+            .fetch_optional(&store.pool)
+            .await?;
+    let Some((run_pk, ti_id)) = found else {
         return Err(StoreError::LeaseLost {
             attempt_id: expand.lease.attempt_id,
         });
     };
     let mut tx = store.tx().await?;
+    // the run, then the task instance, then the attempt: the order `cancel_run` takes them
     lock_run(&mut tx, run_pk).await?;
-    let leased = lock_attempt(&mut tx, &expand.lease).await?;
     let placeholder = sqlx::query(
         "SELECT task_id, map_index FROM task_instances WHERE id = $1 FOR NO KEY UPDATE",
     )
-    .bind(leased.ti_id)
+    .bind(ti_id)
     .fetch_one(&mut *tx)
     .await?;
+    let leased = lock_attempt(&mut tx, &expand.lease).await?;
     if placeholder.int32("map_index")? >= 0 {
         return Err(StoreError::Conflict(format!(
             "task instance {} is a mapped instance, not the placeholder of a `foreach` template",
