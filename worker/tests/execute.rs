@@ -51,6 +51,7 @@ on_both_stores!(
     a_foreach_template_expands_into_mapped_instances_and_downstream_gets_their_outputs_as_a_list,
     a_foreach_template_that_is_not_a_list_fails_naming_foreach,
     an_empty_foreach_list_skips_the_task_and_its_downstream,
+    two_workers_racing_expand_a_foreach_template_once_and_run_each_item_once,
     sql_statements_run_in_one_transaction_with_outputs_from_the_last,
     a_bad_sql_statement_names_its_number_and_rolls_everything_back,
     sql_step_errors_name_the_connection_and_the_missing_output,
@@ -636,4 +637,52 @@ async fn sql_runs_on_a_real_postgresql_connection(backend: Backend) {
             "statement 2 of 2 failed: column \"nope\" does not exist\n  in: SELECT nope FROM sales"
         )
     );
+}
+
+async fn two_workers_racing_expand_a_foreach_template_once_and_run_each_item_once(
+    backend: Backend,
+) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let mut config = WorkerConfig::new("second-worker", 4);
+    config.base_dir = f._dir.path().to_path_buf();
+    let second = Worker::new(f.store.clone(), Arc::new(SystemClock), config);
+    let yaml = "dag: t\ntasks:\n  fan:\n    type: shell\n    foreach: '[1, 2, 3, 4, 5, 6]'\n    command: echo \"::output seen={{ item }}\"\n  after:\n    type: noop\n    depends_on: [fan]\n";
+    let run = start_run(f.store.as_ref(), yaml).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (a, b) = tokio::join!(f.worker.claim(3), second.claim(3));
+        let claimed: Vec<_> = a.unwrap().into_iter().chain(b.unwrap()).collect();
+        if claimed.is_empty() {
+            break;
+        }
+        let mut running = Vec::new();
+        for attempt in claimed {
+            let worker = if attempt.lease.attempt_id % 2 == 0 {
+                f.worker.clone()
+            } else {
+                second.clone()
+            };
+            running.push(tokio::spawn(async move { worker.execute(attempt).await }));
+        }
+        for handle in running {
+            handle.await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "work never ran out");
+    }
+    let attempts = f.store.attempts(run.pk).await.unwrap();
+    let fan: Vec<_> = attempts.iter().filter(|a| a.task_id == "fan").collect();
+    assert_eq!(
+        fan.len(),
+        7,
+        "one expansion and one attempt per item: {fan:?}"
+    );
+    let outputs = f.store.run_outputs(run.pk).await.unwrap();
+    assert_eq!(
+        outputs["fan"]["seen"],
+        serde_json::json!(["1", "2", "3", "4", "5", "6"])
+    );
+    let run = f.store.get_run_by_pk(run.pk).await.unwrap().unwrap();
+    assert_eq!(run.state, sluice_core::RunState::Success);
 }
