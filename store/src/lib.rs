@@ -12,9 +12,11 @@ pub mod postgres;
 mod read;
 mod records;
 mod rendered_records;
+mod reschedule_records;
 mod scheduler_records;
 pub mod sqlite;
 mod sqlite_rendered;
+mod sqlite_reschedule;
 mod sqlite_schedulers;
 mod sqlite_web;
 #[cfg(feature = "testing")]
@@ -31,6 +33,7 @@ use chrono::{DateTime, Utc};
 pub use read::dropped_log_line;
 pub use records::*;
 pub use rendered_records::RenderedRecord;
+pub use reschedule_records::RescheduleAttempt;
 pub use scheduler_records::{SchedulerRecord, SchedulerTick, TickOutcome};
 pub use wake::Wakeups;
 pub use web_records::*;
@@ -321,4 +324,13 @@ pub trait Store: Send + Sync + 'static {
     async fn record_scheduler_tick(&self, tick: &SchedulerTick) -> StoreResult<()>;
     /// Every scheduler that ticked within the last day, by id.
     async fn list_schedulers(&self) -> StoreResult<Vec<SchedulerRecord>>;
+
+    // ---- sensors ------------------------------------------------------------------------
+
+    /// A `mode: reschedule` sensor's poke found its condition false: under the lease, the
+    /// attempt and its task instance become `up_for_reschedule` (the slot is free) until
+    /// `next_poke_at`, when `claim_attempts` hands the same attempt (same try, its
+    /// `started_at` kept) out again under a new lease. Does not use up a try. `LeaseLost`
+    /// when the lease is no longer current.
+    async fn reschedule_attempt(&self, reschedule: &RescheduleAttempt) -> StoreResult<()>;
 }

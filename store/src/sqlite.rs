@@ -423,13 +423,13 @@ impl Store for SqliteStore {
         }
         sqlx::query(
             "UPDATE task_instances SET state = 'cancelled', ended_at = ? \
-             WHERE run_pk = ? AND state IN ('pending', 'queued', 'running', 'up_for_retry')",
+             WHERE run_pk = ? AND state IN ('pending', 'queued', 'running', 'up_for_retry', 'up_for_reschedule')",
         )
         .bind(now)
         .bind(run_pk)
         .execute(&mut *tx)
         .await?;
-        let stopped = sqlx::query("UPDATE task_attempts SET state = 'cancelled', ended_at = ?, error = 'the run was cancelled' WHERE run_pk = ? AND state = 'running'")
+        let stopped = sqlx::query("UPDATE task_attempts SET state = 'cancelled', ended_at = ?, error = 'the run was cancelled' WHERE run_pk = ? AND state IN ('running', 'up_for_reschedule')")
             .bind(now)
             .bind(run_pk)
             .execute(&mut *tx)
@@ -768,5 +768,9 @@ impl Store for SqliteStore {
 
     async fn list_schedulers(&self) -> StoreResult<Vec<SchedulerRecord>> {
         crate::sqlite_schedulers::list_schedulers(&self.pool).await
+    }
+
+    async fn reschedule_attempt(&self, reschedule: &RescheduleAttempt) -> StoreResult<()> {
+        crate::sqlite_reschedule::reschedule_attempt(&self.pool, reschedule).await
     }
 }

@@ -170,3 +170,13 @@ suite! {
         scheduler_ticks_add_up_per_scheduler_and_silent_ones_are_forgotten;
     connector: ;
 }
+
+// sensors in `mode: reschedule`
+suite! {
+    store:
+        a_rescheduled_attempt_is_claimed_again_in_the_same_try_after_its_poke_time,
+        a_rescheduled_attempt_frees_its_pool_slot,
+        a_rescheduled_try_keeps_its_retries,
+        cancelling_a_run_cancels_a_rescheduled_attempt;
+    connector: ;
+}

@@ -17,6 +17,7 @@ mod claims;
 mod cluster;
 mod listen;
 mod rendered;
+mod reschedule;
 mod runs;
 mod schedulers;
 mod web;
@@ -628,5 +629,9 @@ impl Store for PgStore {
 
     async fn list_schedulers(&self) -> StoreResult<Vec<SchedulerRecord>> {
         schedulers::list_schedulers(&self.pool).await
+    }
+
+    async fn reschedule_attempt(&self, reschedule: &RescheduleAttempt) -> StoreResult<()> {
+        reschedule::reschedule_attempt(&self.pool, reschedule).await
     }
 }

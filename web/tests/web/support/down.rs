@@ -319,4 +319,8 @@ impl Store for DownStore {
     async fn list_schedulers(&self) -> StoreResult<Vec<SchedulerRecord>> {
         Err(down())
     }
+
+    async fn reschedule_attempt(&self, _reschedule: &RescheduleAttempt) -> StoreResult<()> {
+        Err(down())
+    }
 }
