@@ -553,7 +553,9 @@ impl Worker {
 enum Ended {
     Done(StepOutput),
     /// A `mode: reschedule` sensor's condition is still false: the slot is freed until then.
-    Rescheduled { next_poke_at: DateTime<Utc> },
+    Rescheduled {
+        next_poke_at: DateTime<Utc>,
+    },
 }
 
 fn short(hash: &str) -> &str {

@@ -33,7 +33,9 @@ pub struct Sensing {
 pub enum Poke {
     Met(StepOutput),
     /// Still false: check again at this time, the slot freed meanwhile.
-    NotYet { next_poke_at: DateTime<Utc> },
+    NotYet {
+        next_poke_at: DateTime<Utc>,
+    },
 }
 
 /// The step registry's entry: pokes in a loop until the condition holds or `timeout` passes

@@ -73,7 +73,8 @@ impl Condition {
                     )));
                 }
                 // one check never outlasts the interval between checks (nor a minute)
-                let request_timeout = poke_interval.clamp(Duration::from_secs(1), Duration::from_secs(60));
+                let request_timeout =
+                    poke_interval.clamp(Duration::from_secs(1), Duration::from_secs(60));
                 Ok(Condition::Http {
                     shown: redact_url(&url),
                     url,
@@ -160,8 +161,9 @@ fn local_path(written: &str, base_dir: &Path) -> Result<PathBuf, StepError> {
 fn file_exists(written: &str, pattern: &Path) -> Result<Check, StepError> {
     let text = pattern.to_string_lossy();
     let first = if text.contains(['*', '?', '[']) {
-        let mut matches = glob::glob(&text)
-            .map_err(|error| StepError::new(format!("`file`: `{written}` is not a valid glob: {error}")))?;
+        let mut matches = glob::glob(&text).map_err(|error| {
+            StepError::new(format!("`file`: `{written}` is not a valid glob: {error}"))
+        })?;
         matches.find_map(Result::ok)
     } else {
         pattern.exists().then(|| pattern.to_path_buf())
@@ -259,7 +261,10 @@ impl Database {
             scheme: text("scheme").unwrap_or_default(),
             password: text("password").filter(|password| !password.is_empty()),
         };
-        if !matches!(database.scheme.as_str(), "postgres" | "postgresql" | "sqlite") {
+        if !matches!(
+            database.scheme.as_str(),
+            "postgres" | "postgresql" | "sqlite"
+        ) {
             return Err(StepError::new(format!(
                 "`sql.connection`: connection `{name}` is `{}://`: the sql sensor queries PostgreSQL (postgres://) and SQLite (sqlite://)",
                 database.scheme
@@ -305,7 +310,8 @@ impl Database {
         };
         let value = match value {
             Ok(value) => value.transpose().map_err(|error| self.failed(error))?,
-            Err(error @ sqlx::Error::Database(_)) => return Err(self.failed(error)),
+            // the database's own words, without the driver's wrapping (or the server's source line)
+            Err(sqlx::Error::Database(error)) => return Err(self.failed(error.message())),
             Err(error) => return Ok(self.unreachable(error)),
         };
         let Some(value) = value else {
@@ -422,14 +428,23 @@ async fn task_succeeded(
     let date = logical_date.format("%Y-%m-%dT%H:%M:%SZ");
     let runs = match store.runs_in_range(&range).await {
         Ok(runs) => runs,
-        Err(error) => return Ok(Check::NotYet(format!("could not read the runs of `{dag}`: {error}"))),
+        Err(error) => {
+            return Ok(Check::NotYet(format!(
+                "could not read the runs of `{dag}`: {error}"
+            )));
+        }
     };
     let Some(run) = runs.into_iter().next() else {
         return Ok(Check::NotYet(format!("DAG `{dag}` has no run for {date}")));
     };
     let instances = match store.task_instances(run.pk).await {
         Ok(instances) => instances,
-        Err(error) => return Ok(Check::NotYet(format!("could not read run `{}`: {error}", run.run_id))),
+        Err(error) => {
+            return Ok(Check::NotYet(format!(
+                "could not read run `{}`: {error}",
+                run.run_id
+            )));
+        }
     };
     let states: Vec<TaskState> = instances
         .iter()
