@@ -172,10 +172,13 @@ async fn reschedule_frees_the_slot_for_other_work_then_succeeds(backend: Backend
         text.contains("[sensor] poke: file `ready.flag` holds"),
         "{text}"
     );
-    assert_eq!(
-        f.store.get_run_by_pk(run.pk).await.unwrap().unwrap().state,
-        RunState::Success
-    );
+    eventually("the run succeeds", Duration::from_secs(10), || async {
+        match f.store.get_run_by_pk(run.pk).await.unwrap().unwrap().state {
+            RunState::Success => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
     running.stop().await;
 }
 
