@@ -65,6 +65,7 @@ pub async fn wait(
 ) -> Result<StepOutput, StepError> {
     let condition = prepare(config, ctx, sensing).await?;
     let deadline = deadline(config, sensing)?;
+    announce(ctx, &condition, sensing, deadline);
     let mut pokes = 0u64;
     loop {
         pokes += 1;
@@ -106,6 +107,7 @@ pub async fn poke(
 ) -> Result<Poke, StepError> {
     let condition = prepare(config, ctx, sensing).await?;
     let deadline = deadline(config, sensing)?;
+    announce(ctx, &condition, sensing, deadline);
     let reason = match condition.check(sensing).await? {
         Check::Met(output) => {
             ctx.log
@@ -140,6 +142,17 @@ async fn prepare(
     let condition = Condition::render(&config.condition, config.poke_interval, ctx, sensing)?;
     ctx.record_rendered().await;
     Ok(condition)
+}
+
+/// What the sensor waits for and until when: each poke of a rescheduled try says it again.
+fn announce(ctx: &StepContext, condition: &Condition, sensing: &Sensing, deadline: DateTime<Utc>) {
+    const AT: &str = "%Y-%m-%d %H:%M:%S%.3fZ";
+    ctx.log.line(format!(
+        "[sensor] waiting for {} (this try's first poke {}, it times out at {})",
+        condition.describe(),
+        sensing.first_poke_at.format(AT),
+        deadline.format(AT)
+    ));
 }
 
 fn deadline(config: &SensorStep, sensing: &Sensing) -> Result<DateTime<Utc>, StepError> {
