@@ -212,6 +212,14 @@ async fn reschedule_times_out_counting_from_the_first_poke(backend: Backend) {
         text.matches("condition not met, next poke at").count() >= 2,
         "{text}"
     );
+    let announced: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("[sensor] waiting for file `never.flag`"))
+        .collect();
+    assert!(
+        announced.len() >= 2 && announced.iter().all(|line| *line == announced[0]),
+        "every poke names the same first poke and deadline: {announced:?}"
+    );
     let ti = instance(f.store.as_ref(), run.pk, "wait").await;
     assert_eq!(
         ti.try_number, 1,
