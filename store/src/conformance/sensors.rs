@@ -189,3 +189,42 @@ pub async fn cancelling_a_run_cancels_a_rescheduled_attempt(store: &dyn Store) {
         .expect("claiming");
     assert!(late.is_empty(), "a cancelled sensor was claimed: {late:?}");
 }
+
+pub async fn marking_a_rescheduled_sensor_ends_its_waiting_attempt(store: &dyn Store) {
+    let run = started_run(store, &daily_run("sales", 0, vec![task("wait", &[])])).await;
+    let attempt = claim_one(store, t(DAY)).await;
+    store
+        .reschedule_attempt(&rescheduled(&attempt, t(DAY + 60)))
+        .await
+        .expect("rescheduling");
+    store
+        .mark_task_instance(&MarkTaskInstance {
+            run_pk: run.pk,
+            task_id: "wait".to_owned(),
+            map_index: None,
+            state: TaskState::Success,
+            now: t(DAY + 10),
+        })
+        .await
+        .expect("marking");
+    expect_states(
+        &states(store, run.pk).await,
+        &[("wait", TaskState::Success)],
+        "after marking",
+    );
+    let attempts = store.attempts(run.pk).await.expect("reading attempts");
+    assert_eq!(attempts[0].state, AttemptState::Cancelled);
+    assert_eq!(
+        attempts[0].error.as_deref(),
+        Some("marked success by an operator")
+    );
+    assert_eq!(
+        run_state(store, run.pk).await,
+        sluice_core::RunState::Success
+    );
+    let late = store
+        .claim_attempts(&claim("worker-1", 4, t(DAY + 60)))
+        .await
+        .expect("claiming");
+    assert!(late.is_empty(), "a marked sensor was claimed: {late:?}");
+}
