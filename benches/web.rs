@@ -155,6 +155,9 @@ async fn main() {
         sluice_web::AppState::new(store.clone()),
         std::future::pending(),
     ));
+    // sluice-worker's reqwest brings rustls without a crypto provider; cargo unifies that
+    // feature into this reqwest, so install ring as the default before building a client
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     for (name, path) in [
         ("DAG list, 1,000 DAGs", "/"),

@@ -205,9 +205,11 @@ impl Counts {
             TaskState::Failed | TaskState::Cancelled => self.failed += 1,
             TaskState::UpstreamFailed => self.upstream_failed += 1,
             TaskState::Skipped => self.skipped += 1,
-            TaskState::Pending | TaskState::Queued | TaskState::Running | TaskState::UpForRetry => {
-                self.unfinished += 1
-            }
+            TaskState::Pending
+            | TaskState::Queued
+            | TaskState::Running
+            | TaskState::UpForRetry
+            | TaskState::UpForReschedule => self.unfinished += 1,
         }
     }
 }

@@ -61,6 +61,9 @@ string_enum!(
         Success => "success",
         Failed => "failed",
         UpForRetry => "up_for_retry",
+        // a `mode: reschedule` sensor between pokes: its slot is free, and it is claimed
+        // again (same try, same attempt) once `next_try_at` passes
+        UpForReschedule => "up_for_reschedule",
         Skipped => "skipped",
         UpstreamFailed => "upstream_failed",
         Cancelled => "cancelled",
@@ -71,6 +74,9 @@ string_enum!(
     /// The state of one try of a task instance.
     AttemptState {
         Running => "running",
+        // a `mode: reschedule` sensor's try between pokes: it runs again, under a new
+        // lease, when its task instance is claimed again
+        UpForReschedule => "up_for_reschedule",
         Success => "success",
         Failed => "failed",
         Cancelled => "cancelled",
@@ -155,7 +161,9 @@ impl TaskState {
             (Queued, Running | Cancelled) => true,
             // a claimed retry goes straight from up_for_retry to running
             (UpForRetry, Queued | Running | Cancelled) => true,
-            (Running, Success | Failed | UpForRetry | Cancelled) => true,
+            // a sensor between pokes is claimed again, still in the same try
+            (UpForReschedule, Running | Cancelled) => true,
+            (Running, Success | Failed | UpForRetry | UpForReschedule | Cancelled) => true,
             // marking and clearing: an operator may settle or reset any state
             (_, Pending) => true,
             (from, Success | Failed) => from != Running || matches!(next, Success | Failed),
@@ -190,5 +198,14 @@ mod tests {
         assert!(!TaskState::Failed.can_become(TaskState::Queued));
         assert!(TaskState::Failed.can_become(TaskState::Pending));
         assert!(TaskState::UpForRetry.can_become(TaskState::Running));
+    }
+
+    #[test]
+    fn a_rescheduled_sensor_is_unsettled_and_claimable_again() {
+        assert!(!TaskState::UpForReschedule.is_terminal());
+        assert!(TaskState::Running.can_become(TaskState::UpForReschedule));
+        assert!(TaskState::UpForReschedule.can_become(TaskState::Running));
+        assert!(TaskState::UpForReschedule.can_become(TaskState::Cancelled));
+        assert!(!TaskState::UpForReschedule.can_become(TaskState::Queued));
     }
 }

@@ -13,9 +13,11 @@ pub mod postgres;
 mod read;
 mod records;
 mod rendered_records;
+mod reschedule_records;
 mod scheduler_records;
 pub mod sqlite;
 mod sqlite_rendered;
+mod sqlite_reschedule;
 mod sqlite_schedulers;
 mod sqlite_web;
 #[cfg(feature = "testing")]
@@ -33,6 +35,7 @@ pub use mapping_records::ExpandTask;
 pub use read::dropped_log_line;
 pub use records::*;
 pub use rendered_records::RenderedRecord;
+pub use reschedule_records::RescheduleAttempt;
 pub use scheduler_records::{SchedulerRecord, SchedulerTick, TickOutcome};
 pub use wake::Wakeups;
 pub use web_records::*;
@@ -337,4 +340,13 @@ pub trait Store: Send + Sync + 'static {
     /// The item a mapped instance was expanded with; `None` for an unmapped instance or an
     /// item of a literal `foreach` list (those are in the DAG version).
     async fn mapped_item(&self, ti_id: i64) -> StoreResult<Option<serde_json::Value>>;
+
+    // ---- sensors ------------------------------------------------------------------------
+
+    /// A `mode: reschedule` sensor's poke found its condition false: under the lease, the
+    /// attempt and its task instance become `up_for_reschedule` (the slot is free) until
+    /// `next_poke_at`, when `claim_attempts` hands the same attempt (same try, its
+    /// `started_at` kept) out again under a new lease. Does not use up a try. `LeaseLost`
+    /// when the lease is no longer current.
+    async fn reschedule_attempt(&self, reschedule: &RescheduleAttempt) -> StoreResult<()>;
 }

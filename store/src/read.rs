@@ -318,6 +318,7 @@ pub(crate) fn claimed_attempt(
         try_number: row.count(T, "try_number")?,
         max_tries: row.count(T, "max_tries")?,
         timeout: row.opt_duration(T, "timeout_ms")?,
+        started_at: row.time(T, "try_started_at")?,
         logical_date: run.logical_date,
         data_interval: run.data_interval,
         params: run.params.clone(),

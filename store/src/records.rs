@@ -181,6 +181,9 @@ pub struct ClaimedAttempt {
     pub try_number: u32,
     pub max_tries: u32,
     pub timeout: Option<Duration>,
+    /// When this try started: the claim's time, or for a `mode: reschedule` sensor claimed
+    /// again, its first poke (the sensor's `timeout` counts from there).
+    pub started_at: DateTime<Utc>,
     pub logical_date: DateTime<Utc>,
     pub data_interval: DataInterval,
     pub params: BTreeMap<String, Value>,

@@ -424,13 +424,13 @@ impl Store for SqliteStore {
         }
         sqlx::query(
             "UPDATE task_instances SET state = 'cancelled', ended_at = ? \
-             WHERE run_pk = ? AND state IN ('pending', 'queued', 'running', 'up_for_retry')",
+             WHERE run_pk = ? AND state IN ('pending', 'queued', 'running', 'up_for_retry', 'up_for_reschedule')",
         )
         .bind(now)
         .bind(run_pk)
         .execute(&mut *tx)
         .await?;
-        let stopped = sqlx::query("UPDATE task_attempts SET state = 'cancelled', ended_at = ?, error = 'the run was cancelled' WHERE run_pk = ? AND state = 'running'")
+        let stopped = sqlx::query("UPDATE task_attempts SET state = 'cancelled', ended_at = ?, error = 'the run was cancelled' WHERE run_pk = ? AND state IN ('running', 'up_for_reschedule')")
             .bind(now)
             .bind(run_pk)
             .execute(&mut *tx)
@@ -784,5 +784,9 @@ impl Store for SqliteStore {
 
     async fn mapped_item(&self, ti_id: i64) -> StoreResult<Option<Value>> {
         mapping::mapped_item(self, ti_id).await
+    }
+
+    async fn reschedule_attempt(&self, reschedule: &RescheduleAttempt) -> StoreResult<()> {
+        crate::sqlite_reschedule::reschedule_attempt(&self.pool, reschedule).await
     }
 }

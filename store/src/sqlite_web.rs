@@ -222,7 +222,7 @@ pub(crate) async fn mark_task_instance(
         });
     }
     sqlx::query(
-        "UPDATE task_attempts SET state = 'cancelled', ended_at = ?1, error = ?2 WHERE state = 'running' AND ti_id IN \
+        "UPDATE task_attempts SET state = 'cancelled', ended_at = ?1, error = ?2 WHERE state IN ('running', 'up_for_reschedule') AND ti_id IN \
          (SELECT id FROM task_instances WHERE run_pk = ?3 AND task_id = ?4 AND (?5 IS NULL OR map_index = ?5))",
     )
     .bind(now)

@@ -180,3 +180,14 @@ suite! {
         a_cleared_template_task_expands_again_and_drops_the_items_it_no_longer_has;
     connector: ;
 }
+
+// sensors in `mode: reschedule`
+suite! {
+    store:
+        a_rescheduled_attempt_is_claimed_again_in_the_same_try_after_its_poke_time,
+        a_rescheduled_attempt_frees_its_pool_slot,
+        a_rescheduled_try_keeps_its_retries,
+        cancelling_a_run_cancels_a_rescheduled_attempt,
+        marking_a_rescheduled_sensor_ends_its_waiting_attempt;
+    connector: ;
+}

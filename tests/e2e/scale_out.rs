@@ -9,7 +9,7 @@ use sluice_store::AttemptRecord;
 use sluice_store::testing::fresh_postgres_url;
 
 use crate::cluster::{Cluster, FAST_SCHEDULER, alive, pid_in};
-use crate::support::text;
+use crate::support::{http_client, text};
 
 fn fan_out(dag_id: &str, tasks: usize) -> String {
     let mut yaml = format!("dag: {dag_id}\nschedule: null\ntasks:\n");
@@ -478,7 +478,9 @@ async fn web_and_scheduler_serve_the_cluster_and_stop_cleanly_on_sigterm() {
         String::from_utf8_lossy(&created.stderr)
     );
     let token = String::from_utf8_lossy(&created.stdout).trim().to_owned();
-    let page = reqwest::Client::new()
+    let page = http_client()
+        .build()
+        .expect("an HTTP client")
         .get(format!("{base_url}/api/v1/dags/wide/runs"))
         .bearer_auth(&token)
         .send()

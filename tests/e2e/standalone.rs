@@ -2,7 +2,7 @@
 
 use sluice_core::{AttemptState, RunState, TaskState};
 
-use crate::support::{TestApp, text};
+use crate::support::{TestApp, http_client, text};
 
 const FLAKY: &str = r#"
 dag: flaky
@@ -107,7 +107,7 @@ async fn retried_task_keeps_every_attempt_and_log(app: TestApp) {
     assert_eq!(states, vec![TaskState::Success, TaskState::Success]);
 
     // the web UI asks for a login; the first admin is made with the CLI
-    let anonymous = reqwest::Client::builder()
+    let anonymous = http_client()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("an HTTP client");

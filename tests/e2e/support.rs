@@ -178,6 +178,14 @@ impl Drop for TestApp {
     }
 }
 
+/// An HTTP client builder for talking to the web UI. The worker's reqwest enables rustls
+/// without a crypto provider (it passes its own, on ring), and cargo unifies that feature into
+/// this test's reqwest: install ring as the process default first, or building panics.
+pub fn http_client() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

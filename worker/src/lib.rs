@@ -17,12 +17,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sluice_core::clock::Clock;
 use sluice_core::spec::Foreach;
-use sluice_core::{Dag, Task, parse_dag};
+use sluice_core::{Dag, Step, Task, parse_dag};
 use sluice_store::{
-    AttemptOutcome, Claim, ClaimedAttempt, ExpandTask, FinishAttempt, Store, StoreError, WorkerBeat,
+    AttemptOutcome, Claim, ClaimedAttempt, ExpandTask, FinishAttempt, RescheduleAttempt, Store,
+    StoreError, WorkerBeat,
 };
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
@@ -32,6 +33,7 @@ use connections::SecretsFile;
 use leases::HeldLeases;
 use logs::{LogSink, LogWriter};
 pub use rendered::RenderedFields;
+use steps::sensor::{self, Poke, Sensing};
 use steps::{StepContext, StepError, StepOutput};
 
 #[derive(Debug, Clone)]
@@ -266,7 +268,16 @@ impl Worker {
                 self.expand_with_retry(&expand).await;
                 return;
             }
-            Ok(Ended::Step(output)) => (AttemptOutcome::Success, output, None),
+            Ok(Ended::Rescheduled { next_poke_at }) => {
+                let reschedule = RescheduleAttempt {
+                    lease: attempt.lease.clone(),
+                    next_poke_at,
+                    now: self.clock.now(),
+                };
+                self.reschedule_with_retry(&reschedule, &log_tail).await;
+                return;
+            }
+            Ok(Ended::Done(output)) => (AttemptOutcome::Success, output, None),
             Err(error) => (
                 AttemptOutcome::Failed,
                 StepOutput {
@@ -336,7 +347,7 @@ impl Worker {
             ));
             return Ok(Ended::Expanded(items));
         }
-        let step = steps::run(&task.step, &ctx);
+        let step = self.run_step(task, &ctx, attempt);
         let stopped = async {
             tokio::select! {
                 _ = cancel.cancelled() => Err(StepError::new("stopped: the attempt was cancelled")),
@@ -347,7 +358,7 @@ impl Worker {
                 ))),
             }
         };
-        let result = match attempt.timeout {
+        match attempt.timeout {
             Some(limit) => tokio::select! {
                 result = tokio::time::timeout(limit, step) => result.unwrap_or_else(|_| {
                     Err(StepError::new(format!("timed out after {}; the process group was killed", human(limit))))
@@ -358,8 +369,33 @@ impl Worker {
                 result = step => result,
                 result = stopped => result,
             },
+        }
+    }
+
+    /// Runs the task's step. A sensor is the one step the worker drives itself: it needs the
+    /// store (the `task` condition) and when its try started, and in `mode: reschedule` it
+    /// ends a poke by handing the task instance back instead of finishing the attempt.
+    async fn run_step(
+        &self,
+        task: &Task,
+        ctx: &StepContext,
+        attempt: &ClaimedAttempt,
+    ) -> Result<Ended, StepError> {
+        let Step::Sensor(config) = &task.step else {
+            return steps::run(&task.step, ctx).await.map(Ended::Done);
         };
-        result.map(Ended::Step)
+        let sensing = Sensing {
+            store: Some(self.store.clone()),
+            logical_date: attempt.logical_date,
+            first_poke_at: attempt.started_at,
+        };
+        if !sensor::reschedules(config) {
+            return sensor::wait(config, ctx, &sensing).await.map(Ended::Done);
+        }
+        Ok(match sensor::poke(config, ctx, &sensing).await? {
+            Poke::Met(output) => Ended::Done(output),
+            Poke::NotYet { next_poke_at } => Ended::Rescheduled { next_poke_at },
+        })
     }
 
     async fn step_context(
@@ -524,6 +560,41 @@ impl Worker {
         }
     }
 
+    /// A sensor's poke that frees the slot must reach the store too: retry while the
+    /// database is away (the last log lines first, so the log reads in order).
+    async fn reschedule_with_retry(&self, reschedule: &RescheduleAttempt, log_tail: &str) {
+        let mut failures = 0u32;
+        let mut logged = log_tail.is_empty();
+        loop {
+            let result = async {
+                if !logged {
+                    self.store
+                        .append_log(&reschedule.lease, log_tail, reschedule.now)
+                        .await?;
+                    logged = true;
+                }
+                self.store.reschedule_attempt(reschedule).await
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    tracing::info!(next_poke_at = %reschedule.next_poke_at, "sensor rescheduled");
+                    return;
+                }
+                Err(StoreError::LeaseLost { .. }) => {
+                    tracing::warn!("sensor poke dropped: its lease is no longer current");
+                    return;
+                }
+                Err(error) => {
+                    failures += 1;
+                    let pause = Duration::from_millis(250 * u64::from(failures.min(40)));
+                    tracing::error!(%error, retry_in_ms = pause.as_millis() as u64, "rescheduling the sensor failed; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+
     /// The end of an attempt must reach the store: retry while the database is away.
     async fn finish_with_retry(&self, finish: &FinishAttempt, log_tail: &str) {
         let mut failures = 0u32;
@@ -550,9 +621,13 @@ impl Worker {
 
 /// How an attempt's work ended well.
 enum Ended {
-    Step(StepOutput),
+    Done(StepOutput),
     /// The placeholder of a `foreach` template rendered its items.
     Expanded(Vec<serde_json::Value>),
+    /// A `mode: reschedule` sensor's condition is still false: the slot is freed until then.
+    Rescheduled {
+        next_poke_at: DateTime<Utc>,
+    },
 }
 
 fn short(hash: &str) -> &str {

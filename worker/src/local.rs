@@ -63,6 +63,7 @@ impl LocalRun<'_> {
             try_number: 1,
             max_tries: 1,
             timeout: self.task.timeout,
+            started_at: Utc::now(),
             logical_date: self.logical_date,
             data_interval: self.data_interval,
             params: self.params.clone(),

@@ -16,6 +16,7 @@ mod rendered;
 mod results;
 mod runs;
 mod schedulers;
+mod sensors;
 mod web;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,7 @@ pub use rendered::*;
 pub use results::*;
 pub use runs::*;
 pub use schedulers::*;
+pub use sensors::*;
 pub use web::*;
 
 /// Opens handles on one database.

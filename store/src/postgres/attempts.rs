@@ -48,7 +48,7 @@ async fn claim_within_pools(store: &PgStore, claim: &Claim) -> StoreResult<Vec<C
     let picked = sqlx::query(
         "SELECT ti.id, ti.pool FROM task_instances ti JOIN dag_runs r ON r.pk = ti.run_pk \
          WHERE r.state = 'running' AND ti.queue = ANY($2) \
-           AND (ti.state = 'queued' OR (ti.state = 'up_for_retry' AND ti.next_try_at <= $1)) \
+           AND (ti.state = 'queued' OR (ti.state IN ('up_for_retry', 'up_for_reschedule') AND ti.next_try_at <= $1)) \
            AND (ti.pool IS NULL OR NOT EXISTS (SELECT 1 FROM pools p WHERE p.name = ti.pool AND p.slots <= \
                 (SELECT COUNT(*) FROM task_instances b WHERE b.state = 'running' AND b.pool = p.name))) \
          ORDER BY ti.priority DESC, ti.id LIMIT $3 \
@@ -67,10 +67,12 @@ async fn claim_within_pools(store: &PgStore, claim: &Claim) -> StoreResult<Vec<C
     }
     let picked_ids = within_pools(&mut tx, picked_ids, &pools).await?;
     let claimed = sqlx::query(
-        "UPDATE task_instances ti SET state = 'running', try_number = ti.try_number + 1, started_at = $1, \
+        "UPDATE task_instances ti SET state = 'running', \
+             try_number = ti.try_number + CASE WHEN ti.state = 'up_for_reschedule' THEN 0 ELSE 1 END, \
+             started_at = CASE WHEN ti.state = 'up_for_reschedule' THEN ti.started_at ELSE $1 END, \
              ended_at = NULL, next_try_at = NULL \
          WHERE ti.id = ANY($2) \
-         RETURNING ti.id, ti.run_pk, ti.task_id, ti.map_index, ti.try_number, ti.max_tries, ti.timeout_ms, ti.priority",
+         RETURNING ti.id, ti.run_pk, ti.task_id, ti.map_index, ti.try_number, ti.max_tries, ti.timeout_ms, ti.priority, ti.started_at AS try_started_at",
     )
     .bind(claim.now)
     .bind(&picked_ids)
@@ -105,6 +107,8 @@ async fn claim_within_pools(store: &PgStore, claim: &Claim) -> StoreResult<Vec<C
         "INSERT INTO task_attempts (ti_id, run_pk, try_number, state, worker_id, lease_token, started_at, heartbeat_at) \
          SELECT t.ti_id, t.run_pk, t.try_number, 'running', $5, t.token, $6, $6 \
          FROM UNNEST($1::int8[], $2::int8[], $3::int4[], $4::text[]) AS t(ti_id, run_pk, try_number, token) \
+         ON CONFLICT (ti_id, try_number) DO UPDATE SET state = 'running', worker_id = EXCLUDED.worker_id, \
+             lease_token = EXCLUDED.lease_token, heartbeat_at = EXCLUDED.heartbeat_at \
          RETURNING ti_id, id",
     )
     .bind(&ti_ids)
@@ -338,7 +342,7 @@ pub(super) async fn finish(
     if !waited_on && result.task_state.is_terminal() {
         let unsettled: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = $1 \
-                            AND state IN ('pending', 'queued', 'running', 'up_for_retry'))",
+                            AND state IN ('pending', 'queued', 'running', 'up_for_retry', 'up_for_reschedule'))",
         )
         .bind(run_pk)
         .fetch_one(&store.pool)

@@ -270,7 +270,7 @@ pub(super) async fn cancel(store: &PgStore, id: i64, now: DateTime<Utc>) -> Stor
     .await?;
     sqlx::query(
         "UPDATE task_instances SET state = 'cancelled', ended_at = $1 \
-         WHERE run_pk = ANY($2) AND state IN ('pending', 'queued', 'running', 'up_for_retry')",
+         WHERE run_pk = ANY($2) AND state IN ('pending', 'queued', 'running', 'up_for_retry', 'up_for_reschedule')",
     )
     .bind(now)
     .bind(&unfinished)
@@ -278,7 +278,7 @@ pub(super) async fn cancel(store: &PgStore, id: i64, now: DateTime<Utc>) -> Stor
     .await?;
     sqlx::query(
         "UPDATE task_attempts SET state = 'cancelled', ended_at = $1, error = 'the backfill was cancelled' \
-         WHERE run_pk = ANY($2) AND state = 'running'",
+         WHERE run_pk = ANY($2) AND state IN ('running', 'up_for_reschedule')",
     )
     .bind(now)
     .bind(&unfinished)

@@ -20,21 +20,25 @@ pub(super) async fn claim_without_pools(
         "WITH picked AS ( \
             SELECT ti.id FROM task_instances ti JOIN dag_runs r ON r.pk = ti.run_pk \
             WHERE r.state = 'running' AND ti.queue = ANY($2) \
-              AND (ti.state = 'queued' OR (ti.state = 'up_for_retry' AND ti.next_try_at <= $1)) \
+              AND (ti.state = 'queued' OR (ti.state IN ('up_for_retry', 'up_for_reschedule') AND ti.next_try_at <= $1)) \
               AND NOT EXISTS (SELECT 1 FROM pools) \
             ORDER BY ti.priority DESC, ti.id LIMIT $3 \
             FOR UPDATE OF ti SKIP LOCKED \
          ), claimed AS ( \
-            UPDATE task_instances ti SET state = 'running', try_number = ti.try_number + 1, started_at = $1, \
+            UPDATE task_instances ti SET state = 'running', \
+                try_number = ti.try_number + CASE WHEN ti.state = 'up_for_reschedule' THEN 0 ELSE 1 END, \
+                started_at = CASE WHEN ti.state = 'up_for_reschedule' THEN ti.started_at ELSE $1 END, \
                 ended_at = NULL, next_try_at = NULL \
             FROM picked WHERE ti.id = picked.id \
-            RETURNING ti.id, ti.run_pk, ti.task_id, ti.map_index, ti.try_number, ti.max_tries, ti.timeout_ms, ti.priority \
+            RETURNING ti.id, ti.run_pk, ti.task_id, ti.map_index, ti.try_number, ti.max_tries, ti.timeout_ms, ti.priority, ti.started_at AS try_started_at \
          ), leased AS ( \
             INSERT INTO task_attempts (ti_id, run_pk, try_number, state, worker_id, lease_token, started_at, heartbeat_at) \
             SELECT c.id, c.run_pk, c.try_number, 'running', $4, gen_random_uuid()::text, $1, $1 FROM claimed c \
+            ON CONFLICT (ti_id, try_number) DO UPDATE SET state = 'running', worker_id = EXCLUDED.worker_id, \
+                lease_token = EXCLUDED.lease_token, heartbeat_at = EXCLUDED.heartbeat_at \
             RETURNING ti_id, id AS attempt_id, lease_token \
          ) \
-         SELECT c.id, c.task_id, c.map_index, c.try_number, c.max_tries, c.timeout_ms, \
+         SELECT c.id, c.task_id, c.map_index, c.try_number, c.max_tries, c.timeout_ms, c.try_started_at, \
                 l.attempt_id, l.lease_token, ",
         run_columns!(),
         " FROM claimed c JOIN leased l ON l.ti_id = c.id JOIN dag_runs ON dag_runs.pk = c.run_pk \

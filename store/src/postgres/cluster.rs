@@ -87,7 +87,7 @@ pub(super) async fn list_pools(store: &PgStore) -> StoreResult<Vec<PoolRecord>> 
     let rows = sqlx::query(
         "SELECT p.name, p.slots, p.updated_at, \
             (SELECT COUNT(*) FROM task_instances ti WHERE ti.pool = p.name AND ti.state = 'running') AS running, \
-            (SELECT COUNT(*) FROM task_instances ti WHERE ti.pool = p.name AND ti.state IN ('queued', 'up_for_retry')) AS queued \
+            (SELECT COUNT(*) FROM task_instances ti WHERE ti.pool = p.name AND ti.state IN ('queued', 'up_for_retry', 'up_for_reschedule')) AS queued \
          FROM pools p ORDER BY p.name",
     )
     .fetch_all(&store.pool)

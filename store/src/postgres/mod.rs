@@ -18,6 +18,7 @@ mod cluster;
 mod listen;
 mod mapping;
 mod rendered;
+mod reschedule;
 mod runs;
 mod schedulers;
 mod web;
@@ -644,5 +645,9 @@ impl Store for PgStore {
 
     async fn mapped_item(&self, ti_id: i64) -> StoreResult<Option<Value>> {
         mapping::mapped_item(self, ti_id).await
+    }
+
+    async fn reschedule_attempt(&self, reschedule: &RescheduleAttempt) -> StoreResult<()> {
+        reschedule::reschedule_attempt(&self.pool, reschedule).await
     }
 }

@@ -229,13 +229,13 @@ pub(super) async fn cancel(store: &PgStore, run_pk: i64, now: DateTime<Utc>) -> 
     }
     sqlx::query(
         "UPDATE task_instances SET state = 'cancelled', ended_at = $1 \
-         WHERE run_pk = $2 AND state IN ('pending', 'queued', 'running', 'up_for_retry')",
+         WHERE run_pk = $2 AND state IN ('pending', 'queued', 'running', 'up_for_retry', 'up_for_reschedule')",
     )
     .bind(now)
     .bind(run_pk)
     .execute(&mut *tx)
     .await?;
-    let stopped = sqlx::query("UPDATE task_attempts SET state = 'cancelled', ended_at = $1, error = 'the run was cancelled' WHERE run_pk = $2 AND state = 'running'")
+    let stopped = sqlx::query("UPDATE task_attempts SET state = 'cancelled', ended_at = $1, error = 'the run was cancelled' WHERE run_pk = $2 AND state IN ('running', 'up_for_reschedule')")
         .bind(now)
         .bind(run_pk)
         .execute(&mut *tx)

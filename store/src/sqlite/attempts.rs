@@ -23,22 +23,24 @@ pub(super) async fn claim(store: &SqliteStore, claim: &Claim) -> StoreResult<Vec
     let mut tx = store.write_tx().await?;
     let now = micros(claim.now);
     let claimed = sqlx::query(
-        "UPDATE task_instances SET state = 'running', try_number = try_number + 1, started_at = ?, ended_at = NULL, next_try_at = NULL \
+        "UPDATE task_instances SET state = 'running', \
+             try_number = try_number + CASE WHEN state = 'up_for_reschedule' THEN 0 ELSE 1 END, \
+             started_at = CASE WHEN state = 'up_for_reschedule' THEN started_at ELSE ?1 END, \
+             ended_at = NULL, next_try_at = NULL \
          WHERE id IN (SELECT c.id FROM ( \
                 SELECT ti.id, ti.priority, ti.pool, \
                        ROW_NUMBER() OVER (PARTITION BY ti.pool ORDER BY ti.priority DESC, ti.id) AS n \
                 FROM task_instances ti JOIN dag_runs r ON r.pk = ti.run_pk \
-                WHERE r.state = 'running' AND ti.queue IN (SELECT value FROM json_each(?)) \
-                AND (ti.state = 'queued' OR (ti.state = 'up_for_retry' AND ti.next_try_at <= ?)) \
+                WHERE r.state = 'running' AND ti.queue IN (SELECT value FROM json_each(?2)) \
+                AND (ti.state = 'queued' OR (ti.state IN ('up_for_retry', 'up_for_reschedule') AND ti.next_try_at <= ?1)) \
              ) c LEFT JOIN pools p ON p.name = c.pool \
              WHERE p.name IS NULL OR c.n <= p.slots - \
                 (SELECT COUNT(*) FROM task_instances b WHERE b.state = 'running' AND b.pool = c.pool) \
-             ORDER BY c.priority DESC, c.id LIMIT ?) \
-         RETURNING id, run_pk, task_id, map_index, try_number, max_tries, timeout_ms, priority",
+             ORDER BY c.priority DESC, c.id LIMIT ?3) \
+         RETURNING id, run_pk, task_id, map_index, try_number, max_tries, timeout_ms, priority, started_at AS try_started_at",
     )
     .bind(now)
     .bind(to_json(&claim.queues))
-    .bind(now)
     .bind(i64::from(claim.limit))
     .fetch_all(&mut *tx)
     .await?;
@@ -58,7 +60,10 @@ pub(super) async fn claim(store: &SqliteStore, claim: &Claim) -> StoreResult<Vec
         let token = uuid::Uuid::new_v4().to_string();
         let attempt_id: i64 = sqlx::query_scalar(
             "INSERT INTO task_attempts (ti_id, run_pk, try_number, state, worker_id, lease_token, started_at, heartbeat_at) \
-             VALUES (?, ?, ?, 'running', ?, ?, ?, ?) RETURNING id",
+             VALUES (?, ?, ?, 'running', ?, ?, ?, ?) \
+             ON CONFLICT (ti_id, try_number) DO UPDATE SET state = 'running', worker_id = excluded.worker_id, \
+                 lease_token = excluded.lease_token, heartbeat_at = excluded.heartbeat_at \
+             RETURNING id",
         )
         .bind(ti_id)
         .bind(run_pk)
@@ -250,7 +255,7 @@ async fn finish_in_tx(
         "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = ?1 AND state = 'pending' \
                           AND EXISTS (SELECT 1 FROM json_each(upstream) WHERE value = ?2)) \
              OR NOT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = ?1 AND id <> ?3 \
-                          AND state IN ('pending', 'queued', 'running', 'up_for_retry'))",
+                          AND state IN ('pending', 'queued', 'running', 'up_for_retry', 'up_for_reschedule'))",
     )
     .bind(leased.run_pk)
     .bind(ti.text("task_id")?)
@@ -403,7 +408,7 @@ pub(super) async fn list_pools(store: &SqliteStore) -> StoreResult<Vec<PoolRecor
     let rows = sqlx::query(
         "SELECT p.name, p.slots, p.updated_at, \
             (SELECT COUNT(*) FROM task_instances ti WHERE ti.pool = p.name AND ti.state = 'running') AS running, \
-            (SELECT COUNT(*) FROM task_instances ti WHERE ti.pool = p.name AND ti.state IN ('queued', 'up_for_retry')) AS queued \
+            (SELECT COUNT(*) FROM task_instances ti WHERE ti.pool = p.name AND ti.state IN ('queued', 'up_for_retry', 'up_for_reschedule')) AS queued \
          FROM pools p ORDER BY p.name",
     )
     .fetch_all(&store.pool)

@@ -255,7 +255,7 @@ pub(super) async fn cancel(store: &SqliteStore, id: i64, now: DateTime<Utc>) -> 
     let pks = to_json(&unfinished);
     sqlx::query(
         "UPDATE task_instances SET state = 'cancelled', ended_at = ? \
-         WHERE run_pk IN (SELECT value FROM json_each(?)) AND state IN ('pending', 'queued', 'running', 'up_for_retry')",
+         WHERE run_pk IN (SELECT value FROM json_each(?)) AND state IN ('pending', 'queued', 'running', 'up_for_retry', 'up_for_reschedule')",
     )
     .bind(now)
     .bind(&pks)
@@ -263,7 +263,7 @@ pub(super) async fn cancel(store: &SqliteStore, id: i64, now: DateTime<Utc>) -> 
     .await?;
     sqlx::query(
         "UPDATE task_attempts SET state = 'cancelled', ended_at = ?, error = 'the backfill was cancelled' \
-         WHERE run_pk IN (SELECT value FROM json_each(?)) AND state = 'running'",
+         WHERE run_pk IN (SELECT value FROM json_each(?)) AND state IN ('running', 'up_for_reschedule')",
     )
     .bind(now)
     .bind(&pks)

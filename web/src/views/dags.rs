@@ -493,7 +493,7 @@ fn urgency(state: TaskState) -> u8 {
         TaskState::Failed => 9,
         TaskState::UpstreamFailed => 8,
         TaskState::UpForRetry => 7,
-        TaskState::Running => 6,
+        TaskState::Running | TaskState::UpForReschedule => 6,
         TaskState::Queued => 5,
         TaskState::Pending => 4,
         TaskState::Cancelled => 3,

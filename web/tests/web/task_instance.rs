@@ -171,3 +171,29 @@ async fn task_instance_api_answers_attempts_with_rendered_fields_and_outputs() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
 }
+
+#[tokio::test]
+async fn a_rescheduled_sensor_shows_its_state_and_next_poke_on_its_pages() {
+    let app = TestApp::spawn().await;
+    let store = app.store.as_ref();
+    sync(store, vec![dag("gated", None)], Vec::new()).await;
+    let run_id = start_run(store, "gated", vec![task("wait", &[], 0)]).await;
+    let attempt = claim_one(store, "wait", at(10)).await;
+    store
+        .reschedule_attempt(&sluice_store::RescheduleAttempt {
+            lease: attempt.lease.clone(),
+            next_poke_at: at(70),
+            now: at(11),
+        })
+        .await
+        .expect("rescheduling");
+    let run_path = format!("/dags/gated/runs/{}", run_id.replace(':', "%3A"));
+    for path in [run_path.clone(), format!("{run_path}/tasks/wait")] {
+        let html = app.page(&path).await;
+        assert!(html.contains("state-up_for_reschedule"), "{path}: {html}");
+        assert!(html.contains("next poke at"), "{path}: {html}");
+        assert!(!html.contains("next try at"), "{path}: {html}");
+    }
+    let css = app.page("/static/style.css").await;
+    assert!(css.contains(".state-up_for_reschedule"), "{css}");
+}

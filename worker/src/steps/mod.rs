@@ -1,6 +1,7 @@
 //! One module per step type. Adding a step type means a module here and one line in `run`.
 
 pub mod noop;
+pub mod sensor;
 pub mod shell;
 pub mod sql;
 
@@ -80,6 +81,7 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<StepOutput, StepError
         Step::Noop => noop::run(ctx).await,
         Step::Shell(config) => shell::run(config, ctx).await,
         Step::Sql(config) => sql::run(config, ctx).await,
+        Step::Sensor(config) => sensor::run(config, ctx).await,
         other => Err(StepError::new(format!(
             "`type: {}` steps cannot run yet: this build of sluice executes `shell` and `noop` steps only",
             other.type_name()

@@ -327,4 +327,8 @@ impl Store for DownStore {
     async fn mapped_item(&self, _ti_id: i64) -> StoreResult<Option<serde_json::Value>> {
         Err(down())
     }
+
+    async fn reschedule_attempt(&self, _reschedule: &RescheduleAttempt) -> StoreResult<()> {
+        Err(down())
+    }
 }

@@ -1,0 +1,6 @@
+//! The `sensor` step: each condition through the step itself, and both modes run by a real
+//! worker on SQLite and PostgreSQL (the `task` condition, freeing the slot, timeouts, cancel).
+
+mod conditions;
+mod support;
+mod worker;
