@@ -1,6 +1,7 @@
 //! One module per step type. Adding a step type means a module here and one line in `run`.
 
 pub mod noop;
+mod process;
 pub mod shell;
 
 use std::collections::BTreeMap;
