@@ -3,6 +3,7 @@
 pub mod noop;
 mod process;
 pub mod shell;
+pub mod spark_submit;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,6 +27,9 @@ pub struct StepContext {
     pub env: BTreeMap<String, String>,
     /// Where relative paths resolve; the worker's working directory.
     pub base_dir: PathBuf,
+    /// The folder of the DAG's file (its path as the scheduler named it, resolved against
+    /// `base_dir`), where a step may also look for files shipped beside the DAG.
+    pub dag_folder: PathBuf,
     /// What `render` produced, for the task instance page.
     pub rendered: RenderedFields,
 }
@@ -76,8 +80,9 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<StepOutput, StepError
     match step {
         Step::Noop => noop::run(ctx).await,
         Step::Shell(config) => shell::run(config, ctx).await,
+        Step::SparkSubmit(config) => spark_submit::run(config, ctx).await,
         other => Err(StepError::new(format!(
-            "`type: {}` steps cannot run yet: this build of sluice executes `shell` and `noop` steps only",
+            "`type: {}` steps cannot run yet: this build of sluice executes `shell`, `spark_submit` and `noop` steps only",
             other.type_name()
         ))),
     }
