@@ -44,9 +44,9 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-/// Settings every test job shares: no web UI to start, few shuffle partitions.
-const QUIET_CONF: &str =
-    "      spark.ui.enabled: 'false'\n      spark.sql.shuffle.partitions: '2'\n";
+/// Settings every test job shares: no web UI to start, few shuffle partitions, and a JVM that
+/// does not spend its few seconds compiling with C2 (this halves a job's time on a busy CI).
+const QUIET_CONF: &str = "      spark.ui.enabled: 'false'\n      spark.sql.shuffle.partitions: '2'\n      spark.driver.extraJavaOptions: '-XX:TieredStopAtLevel=1 -XX:+UseSerialGC'\n";
 
 const COUNT_REGIONS: &str = r#"
 import sys
@@ -93,7 +93,7 @@ async fn a_pyspark_job_runs_in_local_mode_with_its_driver_output_logged_and_outp
         "region kr total 3\n",
         "region us total 30\n",
         "[sluice] SPARK_LOCAL_IP=127.0.0.1",
-        "--master 'local[2]' --name count-t --conf spark.hadoop.fs.s3a.secret.key=*** ",
+        "--master 'local[2]' --name count-t --conf 'spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC' --conf spark.hadoop.fs.s3a.secret.key=*** ",
         &format!(
             "{} data/orders.csv out/regions region\n",
             dir.join("dags/jobs/count_regions.py").display()
