@@ -116,7 +116,8 @@ pub async fn run(step: &SparkSubmitStep, ctx: &StepContext) -> Result<StepOutput
         })
 }
 
-/// Renders a list field, each item named `field[i]` for the UI and in errors.
+/// Renders a list field, each item named `field.i` (as `sluice tasks render` names it) for
+/// the UI and in errors.
 fn render_list(
     ctx: &StepContext,
     field: &str,
@@ -125,7 +126,7 @@ fn render_list(
     templates
         .iter()
         .enumerate()
-        .map(|(index, template)| ctx.render(&format!("{field}[{index}]"), template))
+        .map(|(index, template)| ctx.render(&format!("{field}.{index}"), template))
         .collect()
 }
 

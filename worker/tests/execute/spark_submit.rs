@@ -109,7 +109,7 @@ async fn a_pyspark_job_runs_in_local_mode_with_its_driver_output_logged_and_outp
         rendered[0].fields["conf.spark.hadoop.fs.s3a.secret.key"],
         "***"
     );
-    assert_eq!(rendered[0].fields["args[2]"], "region");
+    assert_eq!(rendered[0].fields["args.2"], "region");
 
     let part = std::fs::read_dir(dir.join("out/regions"))
         .unwrap()
