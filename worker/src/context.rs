@@ -109,6 +109,10 @@ pub(crate) fn build(
         cancel,
         env: process_env,
         base_dir: sources.base_dir.to_path_buf(),
+        dag_folder: match Path::new(&dag.fileloc).parent() {
+            Some(folder) if !folder.as_os_str().is_empty() => sources.base_dir.join(folder),
+            _ => sources.base_dir.to_path_buf(),
+        },
         rendered: RenderedFields::new(secrets),
         connections,
     })

@@ -53,26 +53,16 @@ impl RenderedFields {
             .insert(field.to_owned(), text.to_owned());
     }
 
-    /// Every field rendered so far, secrets replaced by `***`: a secret-named `env.` field
-    /// entirely, and every known secret (including those `env.` values) wherever it appears.
+    /// Every field rendered so far, secrets replaced by `***`: a secret-named `env.` or
+    /// `conf.` field entirely, and every known secret (including those fields' values)
+    /// wherever it appears.
     pub fn masked(&self) -> BTreeMap<String, String> {
-        let fields = self
-            .fields
-            .lock()
-            .expect("no holder of this lock panics")
-            .clone();
-        let mut secrets: Vec<String> = self.secrets.clone();
-        secrets.extend(
-            fields
-                .iter()
-                .filter(|(field, _)| secret_env_field(field))
-                .map(|(_, value)| value.clone()),
-        );
-        let secrets = maskable(secrets);
+        let fields = self.fields();
+        let secrets = self.secrets_in(&fields);
         fields
             .into_iter()
             .map(|(field, value)| {
-                let value = if secret_env_field(&field) {
+                let value = if secret_field(&field) {
                     MASK.to_owned()
                 } else {
                     mask(&value, &secrets)
@@ -80,6 +70,33 @@ impl RenderedFields {
                 (field, value)
             })
             .collect()
+    }
+
+    /// `text` (a command line for the log) with every secret `masked` knows of replaced by
+    /// `***`.
+    pub fn mask(&self, text: &str) -> String {
+        let secrets = self.secrets_in(&self.fields());
+        mask(text, &secrets)
+    }
+
+    fn fields(&self) -> BTreeMap<String, String> {
+        self.fields
+            .lock()
+            .expect("no holder of this lock panics")
+            .clone()
+    }
+
+    /// The known secrets and the values of secret-named fields, longest first (so a secret
+    /// containing another is masked whole).
+    fn secrets_in(&self, fields: &BTreeMap<String, String>) -> Vec<String> {
+        let mut secrets: Vec<String> = self.secrets.clone();
+        secrets.extend(
+            fields
+                .iter()
+                .filter(|(field, _)| secret_field(field))
+                .map(|(_, value)| value.clone()),
+        );
+        maskable(secrets)
     }
 
     /// Stores the masked fields under the lease. A failure is logged, never the attempt's end:
@@ -121,8 +138,13 @@ pub(crate) fn is_secret_name(name: &str) -> bool {
     SECRET_NAME_PARTS.iter().any(|part| name.contains(part))
 }
 
-fn secret_env_field(field: &str) -> bool {
-    field.strip_prefix("env.").is_some_and(is_secret_name)
+/// An `env.` field (environment variable) or `conf.` field (`spark_submit`'s Spark
+/// properties, e.g. `spark.hadoop.fs.s3a.secret.key`) whose name says it holds a secret.
+pub(crate) fn secret_field(field: &str) -> bool {
+    field
+        .strip_prefix("env.")
+        .or_else(|| field.strip_prefix("conf."))
+        .is_some_and(is_secret_name)
 }
 
 #[cfg(test)]
@@ -145,6 +167,22 @@ mod tests {
         );
         assert_eq!(masked["env.API_TOKEN"], "***");
         assert_eq!(masked["env.REGION"], "eu");
+    }
+
+    #[test]
+    fn secret_named_spark_conf_values_are_masked_in_fields_and_command_lines() {
+        let rendered = RenderedFields::new(vec!["hunter22".to_owned()]);
+        rendered.insert("conf.spark.hadoop.fs.s3a.secret.key", "s3a-secret-value");
+        rendered.insert("conf.spark.executor.memory", "4g");
+        rendered.insert("args", "--password hunter22");
+        let masked = rendered.masked();
+        assert_eq!(masked["conf.spark.hadoop.fs.s3a.secret.key"], "***");
+        assert_eq!(masked["conf.spark.executor.memory"], "4g");
+        assert_eq!(masked["args"], "--password ***");
+        assert_eq!(
+            rendered.mask("--conf k=s3a-secret-value --password hunter22 --conf m=4g"),
+            "--conf k=*** --password *** --conf m=4g"
+        );
     }
 
     #[test]

@@ -10,6 +10,9 @@ use sluice_store::testing::{TestDatabase, fresh_postgres_url};
 use sluice_store::{DagSnapshot, DagSync, NewRun, NewTaskInstance, RunRecord, Store, UNMAPPED};
 use sluice_worker::{Worker, WorkerConfig};
 
+#[path = "execute/spark_submit.rs"]
+mod spark_submit;
+
 struct Fixture {
     _dir: tempfile::TempDir,
     store: Arc<dyn Store>,

@@ -430,7 +430,7 @@ fn spark_submit(report: &mut Report, fields: &StepFields) -> Option<SparkSubmitS
         .get("deploy_mode")
         .and_then(|node| report.choice("deploy_mode", node, DEPLOY_MODES))
         .map(str::to_owned);
-    let name = fields.optional_string(report, "name");
+    let name = fields.optional_template(report, "name");
     let conf = fields.template_map(report, "conf");
     let packages = fields.strings(report, "packages");
     let py_files = fields.templates(report, "py_files");

@@ -261,6 +261,10 @@ const CASES: &[(&str, &str)] = &[
         "tasks:\n  a:\n    type: batch\n    inputs: {o: x}\n    sql: ['select 1', '{% endfor %}']\n    output: y\n",
         "5:23: the template in `sql` does not compile",
     ),
+    (
+        "tasks:\n  a:\n    type: spark_submit\n    application: app.py\n    name: 'train-{{ ds'\n",
+        "5:11: the template in `name` does not compile",
+    ),
     // --- types and required fields
     (
         "tasks:\n  a:\n    type: shel\n    command: ls\n",

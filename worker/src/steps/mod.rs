@@ -1,8 +1,10 @@
 //! One module per step type. Adding a step type means a module here and one line in `run`.
 
 pub mod noop;
+mod process;
 pub mod sensor;
 pub mod shell;
+pub mod spark_submit;
 pub mod sql;
 
 use std::collections::BTreeMap;
@@ -28,6 +30,9 @@ pub struct StepContext {
     pub env: BTreeMap<String, String>,
     /// Where relative paths resolve; the worker's working directory.
     pub base_dir: PathBuf,
+    /// The folder of the DAG's file (its path as the scheduler named it, resolved against
+    /// `base_dir`), where a step may also look for files shipped beside the DAG.
+    pub dag_folder: PathBuf,
     /// What `render` produced, for the task instance page.
     pub rendered: RenderedFields,
     /// The connections this attempt may open (`connections::Connections::open`).
@@ -82,8 +87,9 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<StepOutput, StepError
         Step::Shell(config) => shell::run(config, ctx).await,
         Step::Sql(config) => sql::run(config, ctx).await,
         Step::Sensor(config) => sensor::run(config, ctx).await,
+        Step::SparkSubmit(config) => spark_submit::run(config, ctx).await,
         other => Err(StepError::new(format!(
-            "`type: {}` steps cannot run yet: this build of sluice executes `shell` and `noop` steps only",
+            "`type: {}` steps cannot run yet: this build of sluice executes `shell`, `sql`, `sensor`, `spark_submit` and `noop` steps only",
             other.type_name()
         ))),
     }

@@ -47,6 +47,7 @@ impl Harness {
                 cancel: CancellationToken::new(),
                 env: BTreeMap::new(),
                 base_dir: base_dir.to_path_buf(),
+                dag_folder: base_dir.to_path_buf(),
                 rendered: RenderedFields::default(),
                 connections,
             },
