@@ -150,6 +150,13 @@ pub async fn wait_for_signal() {
     }
 }
 
+/// The connections `standalone` and `tasks test|render` provide when neither the environment
+/// nor the secrets file defines them: `local`, a SQLite file beside the default database,
+/// so the example pipelines run on the quick start with no set-up.
+pub fn default_connections() -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([("local".to_owned(), "sqlite:.sluice/local.db".to_owned())])
+}
+
 /// The secrets file named by `--secrets-file`, checked to be readable and outside the DAG
 /// folder (which is in Git).
 pub fn secrets_file(

@@ -68,6 +68,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     worker_config.host = host;
     worker_config.queues = args.queues.clone();
     worker_config.secrets_file = super::secrets_file(cli)?;
+    worker_config.default_connections = super::default_connections();
     let worker = Worker::new(store.clone(), clock, worker_config);
 
     let scheduler_task = tokio::spawn(scheduler.run(shutdown.clone()));

@@ -261,6 +261,7 @@ fn local_run<'a>(
         map_index,
         base_dir,
         secrets_file: super::secrets_file(cli)?,
+        default_connections: super::default_connections(),
     })
 }
 

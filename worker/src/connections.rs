@@ -145,6 +145,17 @@ impl Connections {
         Ok(Connections { urls })
     }
 
+    /// Adds `defaults` (name → URL) under the names neither the secrets file nor the
+    /// environment defines: `standalone`'s built-in `local` connection.
+    pub fn with_defaults(mut self, defaults: &BTreeMap<String, String>) -> Self {
+        for (name, url) in defaults {
+            self.urls
+                .entry(name.to_ascii_lowercase())
+                .or_insert_with(|| url.clone());
+        }
+        self
+    }
+
     /// The URL of a connection; `Unknown` names the variable to set.
     pub fn url(&self, name: &str) -> Result<&str, ConnectionError> {
         self.urls
@@ -320,6 +331,22 @@ mod tests {
             connections.for_templates()["scratch"].database.as_deref(),
             Some("scratch.db")
         );
+    }
+
+    #[test]
+    fn defaults_fill_only_the_names_nothing_else_defines() {
+        let defaults = BTreeMap::from([
+            ("local".to_owned(), "sqlite:.sluice/local.db".to_owned()),
+            ("warehouse".to_owned(), "sqlite:default.db".to_owned()),
+        ]);
+        let connections = Connections::load(
+            &env(&[("SLUICE_CONN_WAREHOUSE", "postgres://u:pw@db/w")]),
+            None,
+        )
+        .expect("loading")
+        .with_defaults(&defaults);
+        assert_eq!(connections.url("local"), Ok("sqlite:.sluice/local.db"));
+        assert_eq!(connections.url("warehouse"), Ok("postgres://u:pw@db/w"));
     }
 
     #[test]

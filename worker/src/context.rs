@@ -21,6 +21,8 @@ pub(crate) struct ContextSources<'a> {
     /// The item a `foreach` template gave this mapped instance (`Store::mapped_item`).
     pub mapped_item: Option<Value>,
     pub secrets_file: Option<&'a SecretsFile>,
+    /// Connections used when neither the environment nor the secrets file names them.
+    pub default_connections: &'a BTreeMap<String, String>,
     pub base_dir: &'a Path,
 }
 
@@ -55,8 +57,9 @@ pub(crate) fn build(
         })?),
     };
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let connections =
-        Connections::load(&env, sources.secrets_file).map_err(|e| StepError::new(e.to_string()))?;
+    let connections = Connections::load(&env, sources.secrets_file)
+        .map_err(|e| StepError::new(e.to_string()))?
+        .with_defaults(sources.default_connections);
     let templates = connections.for_templates();
     let input = ContextInput {
         dag_id: &attempt.dag_id,

@@ -12,7 +12,7 @@ mod mapping;
 mod rendered;
 pub mod steps;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +57,9 @@ pub struct WorkerConfig {
     /// Connections beside the `SLUICE_CONN_<NAME>` variables (which win), re-read at
     /// every attempt.
     pub secrets_file: Option<SecretsFile>,
+    /// Connections (name → URL) used when neither the environment nor the secrets file
+    /// defines them: `standalone` provides `local`.
+    pub default_connections: BTreeMap<String, String>,
 }
 
 impl WorkerConfig {
@@ -72,6 +75,7 @@ impl WorkerConfig {
             shutdown_grace: Duration::from_secs(30),
             base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             secrets_file: None,
+            default_connections: BTreeMap::new(),
         }
     }
 }
@@ -430,6 +434,7 @@ impl Worker {
             outputs: &outputs,
             mapped_item,
             secrets_file: self.config.secrets_file.as_ref(),
+            default_connections: &self.config.default_connections,
             base_dir: &self.config.base_dir,
         };
         let ctx = context::build(dag, task, attempt, sources, log, cancel)?;

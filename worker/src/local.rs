@@ -31,6 +31,8 @@ pub struct LocalRun<'a> {
     pub base_dir: PathBuf,
     /// Connections beside the `SLUICE_CONN_<NAME>` variables.
     pub secrets_file: Option<SecretsFile>,
+    /// Connections used when neither the environment nor the secrets file names them.
+    pub default_connections: BTreeMap<String, String>,
 }
 
 impl LocalRun<'_> {
@@ -73,6 +75,7 @@ impl LocalRun<'_> {
             outputs: &outputs,
             mapped_item,
             secrets_file: self.secrets_file.as_ref(),
+            default_connections: &self.default_connections,
             base_dir: &self.base_dir,
         };
         let mapped_item = match &self.task.foreach {
