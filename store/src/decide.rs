@@ -114,7 +114,7 @@ pub(crate) fn after_attempt(
         ended_at: Some(now),
     };
     match outcome {
-        AttemptOutcome::Success => settled(TaskState::Success),
+        AttemptOutcome::Success => after_success(now),
         AttemptOutcome::Failed if try_number < max_tries => {
             let wait =
                 chrono::Duration::from_std(policy.delay_before(try_number.saturating_add(1)))
@@ -126,6 +126,16 @@ pub(crate) fn after_attempt(
             }
         }
         AttemptOutcome::Failed => settled(TaskState::Failed),
+    }
+}
+
+/// The task instance's state after a successful attempt: settled, whatever its retry policy
+/// (`after_attempt` for a success, for callers that have not read the policy).
+pub(crate) fn after_success(now: DateTime<Utc>) -> AfterAttempt {
+    AfterAttempt {
+        task_state: TaskState::Success,
+        next_try_at: None,
+        ended_at: Some(now),
     }
 }
 

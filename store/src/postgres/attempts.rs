@@ -235,6 +235,31 @@ async fn append_in_tx(
     .bind(i64::try_from(chunk.len()).unwrap_or(i64::MAX))
     .fetch_one(&mut *conn)
     .await?;
+    trim_in_tx(conn, attempt_id, kept, cap).await
+}
+
+/// Keeps a finished attempt's log within the cap, once `finish::finish_success` appended its
+/// last lines beyond it.
+pub(super) async fn trim_log(store: &PgStore, attempt_id: i64) -> StoreResult<()> {
+    let mut tx = store.tx().await?;
+    let kept: i64 =
+        sqlx::query_scalar("SELECT log_bytes FROM task_attempts WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(attempt_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    trim_in_tx(&mut tx, attempt_id, kept, store.options.log_cap_bytes).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Drops the oldest chunks (never the newest) of a log of `kept` bytes until it fits in `cap`,
+/// and counts them. The caller holds the attempt's row lock.
+async fn trim_in_tx(
+    conn: &mut PgConnection,
+    attempt_id: i64,
+    kept: i64,
+    cap: u64,
+) -> StoreResult<()> {
     let cap = i64::try_from(cap).unwrap_or(i64::MAX);
     if kept <= cap {
         return Ok(());
@@ -283,6 +308,9 @@ async fn insert_log(
     Ok(())
 }
 
+/// A success takes `finish::finish_success` (one statement). A failure is decided by the
+/// task's retry policy, read here under the task instance's lock.
+///
 /// Most attempts of a wide run have no task waiting on them: their end is recorded without
 /// the run's lock, so attempts of one run finish side by side instead of one at a time. Only
 /// an attempt that a pending task waits on takes the run's lock and evaluates the run in its
@@ -295,6 +323,9 @@ pub(super) async fn finish(
     finish: &FinishAttempt,
     log: &str,
 ) -> StoreResult<FinishResult> {
+    if matches!(finish.outcome, AttemptOutcome::Success) {
+        return super::finish::finish_success(store, finish, log).await;
+    }
     // a task leaves `pending` for good: `waited_on` false cannot turn true later
     let found: Option<(i64, i64, bool)> = sqlx::query_as(
         "SELECT a.run_pk, a.ti_id, EXISTS (SELECT 1 FROM task_instances d WHERE d.run_pk = a.run_pk \
