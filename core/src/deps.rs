@@ -34,22 +34,32 @@ impl Decision {
 /// Decides the pending instances of one run. Skips and upstream failures cascade, so the
 /// result is computed to a fixed point: the returned list holds `(index, new state)` pairs
 /// into `tasks`, each index at most once.
+///
+/// The instances of each task id are looked up in a map, so a pass costs the number of
+/// upstream edges, not that times the number of instances (a join after a fan-out of 2,000
+/// compared 4 million ids per evaluation).
 pub fn plan(tasks: &[TaskView<'_>]) -> Vec<(usize, TaskState)> {
     let mut states: Vec<TaskState> = tasks.iter().map(|t| t.state).collect();
     let mut changes = Vec::new();
+    if !states.contains(&TaskState::Pending) {
+        return changes;
+    }
+    let mut instances: std::collections::HashMap<&str, Vec<usize>> =
+        std::collections::HashMap::with_capacity(tasks.len());
+    for (index, task) in tasks.iter().enumerate() {
+        instances.entry(task.task_id).or_default().push(index);
+    }
     loop {
         let mut changed = false;
         for (index, task) in tasks.iter().enumerate() {
             if states[index] != TaskState::Pending {
                 continue;
             }
-            let upstream_states = task.upstream.iter().flat_map(|up| {
-                tasks
-                    .iter()
-                    .zip(states.iter())
-                    .filter(move |(t, _)| t.task_id == up)
-                    .map(|(_, s)| *s)
-            });
+            let upstream_states = task
+                .upstream
+                .iter()
+                .flat_map(|up| instances.get(up.as_str()).into_iter().flatten())
+                .map(|&at| states[at]);
             if let Some(decision) = decide(task.trigger_rule, upstream_states) {
                 states[index] = decision.state();
                 changes.push((index, decision.state()));

@@ -82,10 +82,37 @@ pub(super) async fn finish_success(
         });
     };
     let cap = i64::try_from(store.options.log_cap_bytes).unwrap_or(i64::MAX);
-    if !log.is_empty() && log_bytes > cap {
-        super::attempts::trim_log(store, finish.lease.attempt_id).await?;
+    if !log.is_empty()
+        && log_bytes > cap
+        && let Err(error) = super::attempts::trim_log(store, finish.lease.attempt_id).await
+    {
+        // a committed end must not be recorded twice: the log stays over its cap
+        tracing::warn!(attempt_id = finish.lease.attempt_id, %error, "trimming the attempt's log to its cap failed");
     }
-    let evaluate = waited_on || {
+    // the attempt's end is committed: a failure from here on must not make the worker record
+    // it again (it would read as a lost lease); the scheduler's tick evaluates the run instead
+    let progress = match evaluate_after(store, run_pk, waited_on, finish).await {
+        Ok(progress) => progress,
+        Err(error) => {
+            tracing::warn!(run_pk, %error, "evaluating the run after an attempt's end failed; the scheduler will");
+            RunProgress::default()
+        }
+    };
+    Ok(FinishResult {
+        task_state: after.task_state,
+        progress,
+    })
+}
+
+/// Evaluates the run when a pending task waits on the finished one, or when nothing of the
+/// run is left unsettled once the end is committed.
+async fn evaluate_after(
+    store: &PgStore,
+    run_pk: i64,
+    waited_on: bool,
+    finish: &FinishAttempt,
+) -> StoreResult<RunProgress> {
+    if !waited_on {
         let unsettled: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = $1 \
                             AND state IN ('pending', 'queued', 'running', 'up_for_retry'))",
@@ -93,15 +120,9 @@ pub(super) async fn finish_success(
         .bind(run_pk)
         .fetch_one(&store.pool)
         .await?;
-        !unsettled
-    };
-    let progress = if evaluate {
-        runs::evaluate(store, run_pk, finish.now).await?
-    } else {
-        RunProgress::default()
-    };
-    Ok(FinishResult {
-        task_state: after.task_state,
-        progress,
-    })
+        if unsettled {
+            return Ok(RunProgress::default());
+        }
+    }
+    runs::evaluate(store, run_pk, finish.now).await
 }
