@@ -15,6 +15,7 @@ mod rendered;
 mod results;
 mod runs;
 mod schedulers;
+mod throughput;
 mod web;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,7 @@ pub use rendered::*;
 pub use results::*;
 pub use runs::*;
 pub use schedulers::*;
+pub use throughput::*;
 pub use web::*;
 
 /// Opens handles on one database.
