@@ -133,7 +133,8 @@ suite! {
         finish_with_log_records_the_last_lines_with_the_result,
         finish_beyond_the_log_cap_keeps_the_tail,
         a_success_after_the_task_was_marked_is_refused_and_writes_nothing,
-        claims_take_due_retries_and_queued_work_by_priority_across_queues;
+        claims_take_due_retries_and_queued_work_by_priority_across_queues,
+        claims_within_pools_take_due_retries_and_queued_work_by_priority;
     connector:
         concurrent_run_creation_creates_one_run,
         concurrent_claims_never_claim_an_instance_twice,

@@ -111,10 +111,30 @@ pub async fn a_success_after_the_task_was_marked_is_refused_and_writes_nothing(s
 }
 
 pub async fn claims_take_due_retries_and_queued_work_by_priority_across_queues(store: &dyn Store) {
+    retries_and_priorities_across_queues(store, None).await;
+}
+
+/// The same through the claim that counts pool slots: every task in a pool with room for all.
+pub async fn claims_within_pools_take_due_retries_and_queued_work_by_priority(store: &dyn Store) {
+    store
+        .set_pool(
+            &PoolSlots {
+                name: "roomy".to_owned(),
+                slots: 10,
+            },
+            t(0),
+        )
+        .await
+        .expect("setting a pool");
+    retries_and_priorities_across_queues(store, Some("roomy")).await;
+}
+
+async fn retries_and_priorities_across_queues(store: &dyn Store, pool: Option<&str>) {
     let on = |task_id: &str, queue: &str, priority: i32| NewTaskInstance {
         queue: queue.to_owned(),
         priority,
         retry: fixed_retries(1, Duration::from_secs(10)),
+        pool: pool.map(str::to_owned),
         ..task(task_id, &[])
     };
     started_run(

@@ -45,14 +45,29 @@ async fn claim_within_pools(store: &PgStore, claim: &Claim) -> StoreResult<Vec<C
     let mut tx = store.tx().await?;
     // pick first, skipping pools already full by the last committed count (a hint: the
     // count that decides is taken under the pools' locks below)
+    // the index walked in order per queue, as `claims::claim_without_pools` does
     let picked = sqlx::query(
-        "SELECT ti.id, ti.pool FROM task_instances ti JOIN dag_runs r ON r.pk = ti.run_pk \
-         WHERE r.state = 'running' AND ti.queue = ANY($2) \
-           AND (ti.state = 'queued' OR (ti.state = 'up_for_retry' AND ti.next_try_at <= $1)) \
-           AND (ti.pool IS NULL OR NOT EXISTS (SELECT 1 FROM pools p WHERE p.name = ti.pool AND p.slots <= \
-                (SELECT COUNT(*) FROM task_instances b WHERE b.state = 'running' AND b.pool = p.name))) \
-         ORDER BY ti.priority DESC, ti.id LIMIT $3 \
-         FOR UPDATE OF ti SKIP LOCKED",
+        "WITH fresh AS ( \
+            SELECT x.id, x.pool, x.priority FROM UNNEST($2::text[]) AS q(name) CROSS JOIN LATERAL ( \
+                SELECT ti.id, ti.pool, ti.priority FROM task_instances ti \
+                WHERE ti.state = 'queued' AND ti.queue = q.name \
+                  AND (SELECT r.state FROM dag_runs r WHERE r.pk = ti.run_pk) = 'running' \
+                  AND (ti.pool IS NULL OR NOT EXISTS (SELECT 1 FROM pools p WHERE p.name = ti.pool AND p.slots <= \
+                       (SELECT COUNT(*) FROM task_instances b WHERE b.state = 'running' AND b.pool = p.name))) \
+                ORDER BY ti.priority DESC, ti.id LIMIT $3 \
+                FOR UPDATE OF ti SKIP LOCKED) x \
+         ), retried AS ( \
+            SELECT x.id, x.pool, x.priority FROM UNNEST($2::text[]) AS q(name) CROSS JOIN LATERAL ( \
+                SELECT ti.id, ti.pool, ti.priority FROM task_instances ti \
+                WHERE ti.state = 'up_for_retry' AND ti.queue = q.name AND ti.next_try_at <= $1 \
+                  AND (SELECT r.state FROM dag_runs r WHERE r.pk = ti.run_pk) = 'running' \
+                  AND (ti.pool IS NULL OR NOT EXISTS (SELECT 1 FROM pools p WHERE p.name = ti.pool AND p.slots <= \
+                       (SELECT COUNT(*) FROM task_instances b WHERE b.state = 'running' AND b.pool = p.name))) \
+                ORDER BY ti.priority DESC, ti.id LIMIT $3 \
+                FOR UPDATE OF ti SKIP LOCKED) x \
+         ) \
+         SELECT p.id, p.pool FROM (SELECT * FROM fresh UNION ALL SELECT * FROM retried) p \
+         ORDER BY p.priority DESC, p.id LIMIT $3",
     )
     .bind(claim.now)
     .bind(&claim.queues)
