@@ -139,6 +139,16 @@ pub(crate) fn after_success(now: DateTime<Utc>) -> AfterAttempt {
     }
 }
 
+/// Whether a pending task instance may be decided now, given how many of its upstream
+/// instances are in each state: the trigger rule asked over those states (`deps::decide`).
+/// When it says no, evaluating the run would change nothing for this task.
+pub(crate) fn may_decide(rule: TriggerRule, upstream: &[(TaskState, u32)]) -> bool {
+    let states = upstream
+        .iter()
+        .flat_map(|&(state, count)| std::iter::repeat_n(state, count as usize));
+    deps::decide(rule, states).is_some()
+}
+
 /// Idle workers are woken when a change made work claimable now or later (a retry).
 pub(crate) fn wakes_workers(task_state: TaskState, progress: &RunProgress) -> bool {
     progress.queued > 0 || task_state == TaskState::UpForRetry

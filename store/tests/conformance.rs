@@ -140,6 +140,8 @@ suite! {
         concurrent_claims_never_claim_an_instance_twice,
         concurrent_finishes_queue_every_join,
         a_wide_fan_out_ends_its_run_with_its_last_attempt,
+        a_join_after_a_wide_fan_out_runs_once_when_its_last_upstream_ends,
+        a_failure_and_a_success_ending_together_decide_every_all_done_join,
         concurrent_starts_respect_max_active_runs,
         concurrent_syncs_all_succeed,
         concurrent_backfill_steps_respect_its_limit,

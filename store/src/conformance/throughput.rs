@@ -299,3 +299,130 @@ pub async fn a_wide_fan_out_ends_its_run_with_its_last_attempt(db: &dyn Connecto
     let attempts = setup.attempts(run.pk).await.expect("reading attempts");
     assert_eq!(attempts.len(), TASKS, "one attempt per task");
 }
+
+/// Claims and finishes attempts on `WORKERS` handles until nothing is claimable and no run is
+/// running; `outcome` says how each task's attempt ends. No scheduler: every downstream task
+/// and every run's end must be decided by the finishes themselves.
+async fn drain(db: &dyn Connector, workers: usize, outcome: fn(&str) -> AttemptOutcome) {
+    let barrier = Arc::new(Barrier::new(workers));
+    let started = Instant::now();
+    let mut running = JoinSet::new();
+    for i in 0..workers {
+        let store = db.open().await;
+        let barrier = barrier.clone();
+        running.spawn(async move {
+            let worker_id = format!("worker-{i}");
+            barrier.wait().await;
+            loop {
+                let batch = store
+                    .claim_attempts(&claim(&worker_id, 2, t(DAY)))
+                    .await
+                    .expect("claiming");
+                for attempt in &batch {
+                    let done = finished(attempt, outcome(&attempt.task_id), t(DAY + 1));
+                    store
+                        .finish_attempt_with_log(&done, "done\n")
+                        .await
+                        .expect("finishing");
+                }
+                if !batch.is_empty() {
+                    continue;
+                }
+                let open = store.running_run_pks().await.expect("reading");
+                if open.is_empty() {
+                    return;
+                }
+                if started.elapsed() > Duration::from_secs(60) {
+                    let seen = states(store.as_ref(), open[0]).await;
+                    panic!(
+                        "{} runs did not finish within a minute, e.g. {seen:?}",
+                        open.len()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+    }
+    while let Some(result) = running.join_next().await {
+        if let Err(error) = result {
+            if error.is_panic() {
+                std::panic::resume_unwind(error.into_panic());
+            }
+            panic!("a worker did not finish: {error}");
+        }
+    }
+}
+
+pub async fn a_join_after_a_wide_fan_out_runs_once_when_its_last_upstream_ends(db: &dyn Connector) {
+    const TASKS: usize = 300;
+    let setup = db.open().await;
+    let mut tasks: Vec<NewTaskInstance> =
+        (0..TASKS).map(|i| task(&format!("t{i:04}"), &[])).collect();
+    let upstream: Vec<String> = tasks.iter().map(|t| t.task_id.clone()).collect();
+    let upstream: Vec<&str> = upstream.iter().map(String::as_str).collect();
+    tasks.push(task("join", &upstream));
+    let run = started_run(setup.as_ref(), &daily_run("wide", 0, tasks)).await;
+    drain(db, 6, |_| AttemptOutcome::Success).await;
+    assert_eq!(run_state(setup.as_ref(), run.pk).await, RunState::Success);
+    let attempts = setup.attempts(run.pk).await.expect("reading attempts");
+    assert_eq!(attempts.len(), TASKS + 1, "one attempt per task");
+    assert_eq!(
+        attempts.iter().filter(|a| a.task_id == "join").count(),
+        1,
+        "the join ran once"
+    );
+}
+
+pub async fn a_failure_and_a_success_ending_together_decide_every_all_done_join(
+    db: &dyn Connector,
+) {
+    const RUNS: i64 = 30;
+    // `left` fails (no retries) and `right` succeeds side by side in every run: whichever
+    // commits last must see the other's end and queue `join`
+    let setup = db.open().await;
+    for day in 0..RUNS {
+        let tasks = vec![
+            task("left", &[]),
+            task("right", &[]),
+            NewTaskInstance {
+                trigger_rule: TriggerRule::AllDone,
+                ..task("join", &["left", "right"])
+            },
+        ];
+        setup
+            .create_run_if_absent(&daily_run("sales", day, tasks))
+            .await
+            .expect("creating")
+            .expect("new run");
+    }
+    setup
+        .start_queued_runs("sales", u32::try_from(RUNS).expect("small"), t(RUNS * DAY))
+        .await
+        .expect("starting");
+    drain(db, 6, |task_id| {
+        if task_id == "left" {
+            AttemptOutcome::Failed
+        } else {
+            AttemptOutcome::Success
+        }
+    })
+    .await;
+    let runs = setup
+        .list_runs(&RunFilter {
+            dag_id: Some("sales".to_owned()),
+            state: None,
+            limit: 1000,
+        })
+        .await
+        .expect("listing");
+    assert_eq!(runs.len(), 30);
+    for run in runs {
+        assert_eq!(run.state, RunState::Failed, "left failed");
+        let seen = states(setup.as_ref(), run.pk).await;
+        assert_eq!(
+            seen["join"],
+            TaskState::Success,
+            "the all_done join ran: {seen:?}"
+        );
+    }
+}

@@ -378,6 +378,20 @@ pub(super) async fn finish(
     if wake {
         store.wakeups.wake();
     }
+    if waited_on && result.task_state.is_terminal() {
+        // a success of another upstream that committed after this transaction read the run
+        // counted this task as running (`finish::downstream_may_be_decided`): evaluate again
+        match super::runs::evaluate(store, run_pk, finish.now).await {
+            Ok(again) => {
+                result.progress.changed += again.changed;
+                result.progress.queued += again.queued;
+                result.progress.finished = result.progress.finished.or(again.finished);
+            }
+            Err(error) => {
+                tracing::warn!(run_pk, %error, "evaluating the run after an attempt's end failed; the scheduler will");
+            }
+        }
+    }
     if !waited_on && result.task_state.is_terminal() {
         let unsettled: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = $1 \

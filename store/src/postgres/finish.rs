@@ -16,6 +16,8 @@
 
 use super::PgStore;
 use super::runs;
+use sluice_core::{TaskState, TriggerRule};
+
 use crate::decide;
 use crate::*;
 
@@ -50,7 +52,7 @@ WITH lease AS ( \
     INSERT INTO task_outputs (attempt_id, key, value) \
     SELECT ended.id, o.key, o.value FROM ended, UNNEST($10::text[], $11::jsonb[]) AS o(key, value) \
 ) \
-SELECT s.run_pk, e.log_bytes, \
+SELECT s.run_pk, s.task_id, e.log_bytes, \
     EXISTS (SELECT 1 FROM task_instances d WHERE d.run_pk = s.run_pk AND d.state = 'pending' \
             AND d.upstream @> jsonb_build_array(s.task_id)) AS waited_on \
 FROM settled s CROSS JOIN ended e";
@@ -62,7 +64,7 @@ pub(super) async fn finish_success(
     log: &str,
 ) -> StoreResult<FinishResult> {
     let after = decide::after_success(finish.now);
-    let found: Option<(i64, i64, bool)> = sqlx::query_as(FINISH_SUCCESS)
+    let found: Option<(i64, String, i64, bool)> = sqlx::query_as(FINISH_SUCCESS)
         .bind(finish.lease.attempt_id)
         .bind(&finish.lease.token)
         .bind(finish.now)
@@ -76,7 +78,7 @@ pub(super) async fn finish_success(
         .bind(finish.outputs.values().collect::<Vec<_>>())
         .fetch_optional(&store.pool)
         .await?;
-    let Some((run_pk, log_bytes, waited_on)) = found else {
+    let Some((run_pk, task_id, log_bytes, waited_on)) = found else {
         return Err(StoreError::LeaseLost {
             attempt_id: finish.lease.attempt_id,
         });
@@ -91,6 +93,7 @@ pub(super) async fn finish_success(
     }
     // the attempt's end is committed: a failure from here on must not make the worker record
     // it again (it would read as a lost lease); the scheduler's tick evaluates the run instead
+    let waited_on = waited_on.then_some(task_id.as_str());
     let progress = match evaluate_after(store, run_pk, waited_on, finish).await {
         Ok(progress) => progress,
         Err(error) => {
@@ -104,15 +107,21 @@ pub(super) async fn finish_success(
     })
 }
 
-/// Evaluates the run when a pending task waits on the finished one, or when nothing of the
-/// run is left unsettled once the end is committed.
+/// Evaluates the run when a pending task waiting on the finished one (`waited_on`: its task
+/// id) may now be decided, or when nothing of the run is left unsettled once the end is
+/// committed.
 async fn evaluate_after(
     store: &PgStore,
     run_pk: i64,
-    waited_on: bool,
+    waited_on: Option<&str>,
     finish: &FinishAttempt,
 ) -> StoreResult<RunProgress> {
-    if !waited_on {
+    if let Some(task_id) = waited_on {
+        // a pending task is left, so the run cannot have ended
+        if !downstream_may_be_decided(store, run_pk, task_id).await? {
+            return Ok(RunProgress::default());
+        }
+    } else {
         let unsettled: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = $1 \
                             AND state IN ('pending', 'queued', 'running', 'up_for_retry'))",
@@ -125,4 +134,57 @@ async fn evaluate_after(
         }
     }
     runs::evaluate(store, run_pk, finish.now).await
+}
+
+/// Whether a pending task waiting on `task_id` may be decided now, by its trigger rule over
+/// its upstream instances' states, counted per state by the database. A join after a fan-out
+/// of 2,000 is then evaluated once, when its last upstream settles, instead of after each of
+/// them: an evaluation locks the run and reads all its task instances, so 2,000 of them in a
+/// row took ten seconds. Read after the commit, like the unsettled check: of two upstreams
+/// ending together, the later to commit sees both settled.
+async fn downstream_may_be_decided(
+    store: &PgStore,
+    run_pk: i64,
+    task_id: &str,
+) -> StoreResult<bool> {
+    let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+        "SELECT d.id, d.trigger_rule, c.state, c.n \
+         FROM task_instances d CROSS JOIN LATERAL ( \
+             SELECT u.state, COUNT(*) AS n FROM task_instances u \
+             WHERE u.run_pk = d.run_pk \
+               AND u.task_id = ANY (ARRAY(SELECT jsonb_array_elements_text(d.upstream))) \
+             GROUP BY u.state) c \
+         WHERE d.run_pk = $1 AND d.state = 'pending' AND d.upstream @> jsonb_build_array($2::text) \
+         ORDER BY d.id",
+    )
+    .bind(run_pk)
+    .bind(task_id)
+    .fetch_all(&store.pool)
+    .await?;
+    let mut upstream: std::collections::BTreeMap<i64, (String, Vec<(TaskState, u32)>)> =
+        std::collections::BTreeMap::new();
+    for (id, rule, state, count) in rows {
+        let Ok(state) = state.parse::<TaskState>() else {
+            return Ok(true);
+        };
+        let entry = upstream.entry(id).or_insert_with(|| (rule, Vec::new()));
+        entry
+            .1
+            .push((state, u32::try_from(count).unwrap_or(u32::MAX)));
+    }
+    // a waiting task whose upstream has no instance at all is left to the full evaluation too
+    if upstream.is_empty() {
+        return Ok(true);
+    }
+    // A pending upstream may be settled right now by an evaluation that read the run before
+    // this end was committed, and a running one failed by a transaction that evaluated the run
+    // in it (`attempts::finish` re-evaluates after its commit for that reason): counts read
+    // here could miss either, so a pending upstream sends this end to the full evaluation,
+    // which waits for the run's lock and reads what they committed.
+    Ok(upstream.values().any(|(rule, states)| {
+        states.iter().any(|(state, _)| *state == TaskState::Pending)
+            || rule
+                .parse::<TriggerRule>()
+                .map_or(true, |rule| decide::may_decide(rule, states))
+    }))
 }
