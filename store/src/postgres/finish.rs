@@ -150,9 +150,8 @@ async fn downstream_may_be_decided(
     let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
         "SELECT d.id, d.trigger_rule, c.state, c.n \
          FROM task_instances d CROSS JOIN LATERAL ( \
-             SELECT u.state, COUNT(*) AS n FROM task_instances u \
-             WHERE u.run_pk = d.run_pk \
-               AND u.task_id = ANY (ARRAY(SELECT jsonb_array_elements_text(d.upstream))) \
+             SELECT u.state, COUNT(*) AS n FROM jsonb_array_elements_text(d.upstream) AS up(task_id) \
+             JOIN task_instances u ON u.run_pk = d.run_pk AND u.task_id = up.task_id \
              GROUP BY u.state) c \
          WHERE d.run_pk = $1 AND d.state = 'pending' AND d.upstream @> jsonb_build_array($2::text) \
          ORDER BY d.id",
