@@ -6,10 +6,10 @@
 //! stores the outputs and says whether a pending task waits on this one, committed on its own
 //! (one round trip, one commit, instead of a transaction of about eight statements). The run is
 //! then evaluated, in a transaction of its own under the run's lock, only when a pending task
-//! waits on this one or when nothing of the run is left unsettled after the commit: of several
-//! attempts ending together, the last to commit sees every other settled. A process that dies
-//! between the two leaves the evaluation to the scheduler's tick, which evaluates every
-//! running run.
+//! waiting on this one may now be decided by its trigger rule (`downstream_may_be_decided`) or
+//! when nothing of the run is left unsettled after the commit: of several attempts ending
+//! together, the last to commit sees every other settled. A process that dies between the two
+//! leaves the evaluation to the scheduler's tick, which evaluates every running run.
 //!
 //! Failures keep the transaction in `attempts::finish`: their retry decision needs the task's
 //! policy, read under its lock.
