@@ -3,6 +3,7 @@
 //! decision is made whether a finishing attempt or a scheduler tick asks.
 
 use crate::state::{RunState, TaskState, TriggerRule};
+use std::collections::HashMap;
 
 /// What the evaluator needs to know of one task instance.
 #[derive(Debug, Clone)]
@@ -42,9 +43,20 @@ impl Decision {
 /// before a `foreach` template expands, through its placeholder (`map_index -1`). A pending
 /// mapped instance beside a placeholder that has not expanded (again, after a clear) waits
 /// for it, and follows it when it ends without expanding.
+///
+/// The instances of each task id are looked up in a map, so a pass costs the number of
+/// upstream edges, not that times the number of instances (a join after a fan-out of 2,000
+/// compared 4 million ids per evaluation).
 pub fn plan(tasks: &[TaskView<'_>]) -> Vec<(usize, TaskState)> {
     let mut states: Vec<TaskState> = tasks.iter().map(|t| t.state).collect();
     let mut changes = Vec::new();
+    if !states.contains(&TaskState::Pending) {
+        return changes;
+    }
+    let mut instances: HashMap<&str, Vec<usize>> = HashMap::with_capacity(tasks.len());
+    for (index, task) in tasks.iter().enumerate() {
+        instances.entry(task.task_id).or_default().push(index);
+    }
     loop {
         let mut changed = false;
         for (index, task) in tasks.iter().enumerate() {
@@ -53,14 +65,14 @@ pub fn plan(tasks: &[TaskView<'_>]) -> Vec<(usize, TaskState)> {
             }
             let placeholder = (task.map_index >= 0)
                 .then(|| {
-                    tasks
-                        .iter()
-                        .position(|t| t.task_id == task.task_id && t.map_index < 0)
+                    instances
+                        .get(task.task_id)
+                        .and_then(|own| own.iter().copied().find(|&at| tasks[at].map_index < 0))
                 })
                 .flatten();
             let decision = match placeholder.map(|p| states[p]) {
                 Some(TaskState::Success) | None => {
-                    let upstream = upstream_states(tasks, &states, task.upstream);
+                    let upstream = upstream_states(tasks, &states, &instances, task.upstream);
                     decide(task.trigger_rule, upstream)
                 }
                 Some(state) if !state.is_terminal() => None,
@@ -84,26 +96,27 @@ pub fn plan(tasks: &[TaskView<'_>]) -> Vec<(usize, TaskState)> {
 fn upstream_states(
     tasks: &[TaskView<'_>],
     states: &[TaskState],
+    instances: &HashMap<&str, Vec<usize>>,
     upstream: &[String],
 ) -> Vec<TaskState> {
     let mut result = Vec::new();
     for up in upstream {
-        let of_task = || {
-            tasks
-                .iter()
-                .zip(states.iter())
-                .filter(move |(t, _)| t.task_id == up)
-        };
-        let mapped = of_task().any(|(t, _)| t.map_index >= 0);
+        let of_task = instances.get(up.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+        let mapped = of_task.iter().any(|&at| tasks[at].map_index >= 0);
         // beside an expanded placeholder, a skipped mapped instance is one a new expansion
         // (after a clear) no longer has: it is not part of the task any more
-        let expanded = of_task().any(|(t, s)| t.map_index < 0 && *s == TaskState::Success);
+        let expanded = of_task
+            .iter()
+            .any(|&at| tasks[at].map_index < 0 && states[at] == TaskState::Success);
         result.extend(
-            of_task()
-                .filter(|(t, s)| {
-                    !mapped || (t.map_index >= 0 && !(expanded && **s == TaskState::Skipped))
+            of_task
+                .iter()
+                .filter(|&&at| {
+                    !mapped
+                        || (tasks[at].map_index >= 0
+                            && !(expanded && states[at] == TaskState::Skipped))
                 })
-                .map(|(_, s)| *s),
+                .map(|&at| states[at]),
         );
     }
     result

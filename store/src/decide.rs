@@ -117,7 +117,7 @@ pub(crate) fn after_attempt(
         ended_at: Some(now),
     };
     match outcome {
-        AttemptOutcome::Success => settled(TaskState::Success),
+        AttemptOutcome::Success => after_success(now),
         AttemptOutcome::Failed if try_number < max_tries => {
             let wait =
                 chrono::Duration::from_std(policy.delay_before(try_number.saturating_add(1)))
@@ -130,6 +130,26 @@ pub(crate) fn after_attempt(
         }
         AttemptOutcome::Failed => settled(TaskState::Failed),
     }
+}
+
+/// The task instance's state after a successful attempt: settled, whatever its retry policy
+/// (`after_attempt` for a success, for callers that have not read the policy).
+pub(crate) fn after_success(now: DateTime<Utc>) -> AfterAttempt {
+    AfterAttempt {
+        task_state: TaskState::Success,
+        next_try_at: None,
+        ended_at: Some(now),
+    }
+}
+
+/// Whether a pending task instance may be decided now, given how many of its upstream
+/// instances are in each state: the trigger rule asked over those states (`deps::decide`).
+/// When it says no, evaluating the run would change nothing for this task.
+pub(crate) fn may_decide(rule: TriggerRule, upstream: &[(TaskState, u32)]) -> bool {
+    let states = upstream
+        .iter()
+        .flat_map(|&(state, count)| std::iter::repeat_n(state, count as usize));
+    deps::decide(rule, states).is_some()
 }
 
 /// Idle workers are woken when a change made work claimable now or later (a retry).

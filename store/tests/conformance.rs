@@ -130,11 +130,18 @@ suite! {
         find_runs_looks_across_dags,
         pools_cap_running_instances_and_list_their_use,
         log_beyond_the_cap_keeps_the_tail_and_counts_the_rest,
-        finish_with_log_records_the_last_lines_with_the_result;
+        finish_with_log_records_the_last_lines_with_the_result,
+        finish_beyond_the_log_cap_keeps_the_tail,
+        a_success_after_the_task_was_marked_is_refused_and_writes_nothing,
+        claims_take_due_retries_and_queued_work_by_priority_across_queues,
+        claims_within_pools_take_due_retries_and_queued_work_by_priority;
     connector:
         concurrent_run_creation_creates_one_run,
         concurrent_claims_never_claim_an_instance_twice,
         concurrent_finishes_queue_every_join,
+        a_wide_fan_out_ends_its_run_with_its_last_attempt,
+        a_join_after_a_wide_fan_out_runs_once_when_its_last_upstream_ends,
+        a_failure_and_a_success_ending_together_decide_every_all_done_join,
         concurrent_starts_respect_max_active_runs,
         concurrent_syncs_all_succeed,
         concurrent_backfill_steps_respect_its_limit,

@@ -17,6 +17,7 @@ mod results;
 mod runs;
 mod schedulers;
 mod sensors;
+mod throughput;
 mod web;
 
 use std::collections::BTreeMap;
@@ -42,6 +43,7 @@ pub use results::*;
 pub use runs::*;
 pub use schedulers::*;
 pub use sensors::*;
+pub use throughput::*;
 pub use web::*;
 
 /// Opens handles on one database.

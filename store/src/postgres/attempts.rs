@@ -45,14 +45,29 @@ async fn claim_within_pools(store: &PgStore, claim: &Claim) -> StoreResult<Vec<C
     let mut tx = store.tx().await?;
     // pick first, skipping pools already full by the last committed count (a hint: the
     // count that decides is taken under the pools' locks below)
+    // the index walked in order per queue, as `claims::claim_without_pools` does
     let picked = sqlx::query(
-        "SELECT ti.id, ti.pool FROM task_instances ti JOIN dag_runs r ON r.pk = ti.run_pk \
-         WHERE r.state = 'running' AND ti.queue = ANY($2) \
-           AND (ti.state = 'queued' OR (ti.state IN ('up_for_retry', 'up_for_reschedule') AND ti.next_try_at <= $1)) \
-           AND (ti.pool IS NULL OR NOT EXISTS (SELECT 1 FROM pools p WHERE p.name = ti.pool AND p.slots <= \
-                (SELECT COUNT(*) FROM task_instances b WHERE b.state = 'running' AND b.pool = p.name))) \
-         ORDER BY ti.priority DESC, ti.id LIMIT $3 \
-         FOR UPDATE OF ti SKIP LOCKED",
+        "WITH fresh AS ( \
+            SELECT x.id, x.pool, x.priority FROM UNNEST($2::text[]) AS q(name) CROSS JOIN LATERAL ( \
+                SELECT ti.id, ti.pool, ti.priority FROM task_instances ti \
+                WHERE ti.state = 'queued' AND ti.queue = q.name \
+                  AND (SELECT r.state FROM dag_runs r WHERE r.pk = ti.run_pk) = 'running' \
+                  AND (ti.pool IS NULL OR NOT EXISTS (SELECT 1 FROM pools p WHERE p.name = ti.pool AND p.slots <= \
+                       (SELECT COUNT(*) FROM task_instances b WHERE b.state = 'running' AND b.pool = p.name))) \
+                ORDER BY ti.priority DESC, ti.id LIMIT $3 \
+                FOR UPDATE OF ti SKIP LOCKED) x \
+         ), retried AS ( \
+            SELECT x.id, x.pool, x.priority FROM UNNEST($2::text[]) AS q(name) CROSS JOIN LATERAL ( \
+                SELECT ti.id, ti.pool, ti.priority FROM task_instances ti \
+                WHERE ti.state IN ('up_for_retry', 'up_for_reschedule') AND ti.queue = q.name AND ti.next_try_at <= $1 \
+                  AND (SELECT r.state FROM dag_runs r WHERE r.pk = ti.run_pk) = 'running' \
+                  AND (ti.pool IS NULL OR NOT EXISTS (SELECT 1 FROM pools p WHERE p.name = ti.pool AND p.slots <= \
+                       (SELECT COUNT(*) FROM task_instances b WHERE b.state = 'running' AND b.pool = p.name))) \
+                ORDER BY ti.priority DESC, ti.id LIMIT $3 \
+                FOR UPDATE OF ti SKIP LOCKED) x \
+         ) \
+         SELECT p.id, p.pool FROM (SELECT * FROM fresh UNION ALL SELECT * FROM retried) p \
+         ORDER BY p.priority DESC, p.id LIMIT $3",
     )
     .bind(claim.now)
     .bind(&claim.queues)
@@ -242,6 +257,31 @@ pub(super) async fn append_in_tx(
     .bind(i64::try_from(chunk.len()).unwrap_or(i64::MAX))
     .fetch_one(&mut *conn)
     .await?;
+    trim_in_tx(conn, attempt_id, kept, cap).await
+}
+
+/// Keeps a finished attempt's log within the cap, once `finish::finish_success` appended its
+/// last lines beyond it.
+pub(super) async fn trim_log(store: &PgStore, attempt_id: i64) -> StoreResult<()> {
+    let mut tx = store.tx().await?;
+    let kept: i64 =
+        sqlx::query_scalar("SELECT log_bytes FROM task_attempts WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(attempt_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    trim_in_tx(&mut tx, attempt_id, kept, store.options.log_cap_bytes).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Drops the oldest chunks (never the newest) of a log of `kept` bytes until it fits in `cap`,
+/// and counts them. The caller holds the attempt's row lock.
+async fn trim_in_tx(
+    conn: &mut PgConnection,
+    attempt_id: i64,
+    kept: i64,
+    cap: u64,
+) -> StoreResult<()> {
     let cap = i64::try_from(cap).unwrap_or(i64::MAX);
     if kept <= cap {
         return Ok(());
@@ -290,6 +330,9 @@ async fn insert_log(
     Ok(())
 }
 
+/// A success takes `finish::finish_success` (one statement). A failure is decided by the
+/// task's retry policy, read here under the task instance's lock.
+///
 /// Most attempts of a wide run have no task waiting on them: their end is recorded without
 /// the run's lock, so attempts of one run finish side by side instead of one at a time. Only
 /// an attempt that a pending task waits on takes the run's lock and evaluates the run in its
@@ -302,6 +345,9 @@ pub(super) async fn finish(
     finish: &FinishAttempt,
     log: &str,
 ) -> StoreResult<FinishResult> {
+    if matches!(finish.outcome, AttemptOutcome::Success) {
+        return super::finish::finish_success(store, finish, log).await;
+    }
     // a task leaves `pending` for good: `waited_on` false cannot turn true later
     let found: Option<(i64, i64, bool)> = sqlx::query_as(
         "SELECT a.run_pk, a.ti_id, EXISTS (SELECT 1 FROM task_instances d WHERE d.run_pk = a.run_pk \
@@ -338,6 +384,20 @@ pub(super) async fn finish(
     tx.commit().await?;
     if wake {
         store.wakeups.wake();
+    }
+    if waited_on && result.task_state.is_terminal() {
+        // a success of another upstream that committed after this transaction read the run
+        // counted this task as running (`finish::downstream_may_be_decided`): evaluate again
+        match super::runs::evaluate(store, run_pk, finish.now).await {
+            Ok(again) => {
+                result.progress.changed += again.changed;
+                result.progress.queued += again.queued;
+                result.progress.finished = result.progress.finished.or(again.finished);
+            }
+            Err(error) => {
+                tracing::warn!(run_pk, %error, "evaluating the run after an attempt's end failed; the scheduler will");
+            }
+        }
     }
     if !waited_on && result.task_state.is_terminal() {
         let unsettled: bool = sqlx::query_scalar(

@@ -1,6 +1,15 @@
 //! The one-statement claim: while no pool has a size, a claim is a single data-modifying
 //! statement (pick, mark running, insert the attempts with fresh leases, read their runs) in
 //! one round trip, instead of a transaction of five.
+//!
+//! The pick walks the `task_instances_claimable` index (`state, queue, priority DESC, id`) in
+//! order, once per queue and once for due retries, and stops after `limit` rows: its cost does
+//! not grow with the number of queued instances. (A pick over `queue = ANY(…)` with `state =
+//! 'queued' OR state = 'up_for_retry'`, joined to the runs, read and sorted every queued row
+//! on each claim: about 1 ms per claim with 1,000 queued, n² over a wide fan-out.) The run's
+//! state is a per-row sub-select so the planner keeps the ordered index scan. Due retries
+//! locked but not picked (the limit taken by queued ones) are released when the statement
+//! commits.
 
 use std::time::{Duration, Instant};
 
@@ -17,13 +26,25 @@ pub(super) async fn claim_without_pools(
     claim: &Claim,
 ) -> StoreResult<Vec<ClaimedAttempt>> {
     let rows: Vec<PgRow> = sqlx::query(concat!(
-        "WITH picked AS ( \
-            SELECT ti.id FROM task_instances ti JOIN dag_runs r ON r.pk = ti.run_pk \
-            WHERE r.state = 'running' AND ti.queue = ANY($2) \
-              AND (ti.state = 'queued' OR (ti.state IN ('up_for_retry', 'up_for_reschedule') AND ti.next_try_at <= $1)) \
-              AND NOT EXISTS (SELECT 1 FROM pools) \
-            ORDER BY ti.priority DESC, ti.id LIMIT $3 \
-            FOR UPDATE OF ti SKIP LOCKED \
+        "WITH fresh AS ( \
+            SELECT x.id, x.priority FROM UNNEST($2::text[]) AS q(name) CROSS JOIN LATERAL ( \
+                SELECT ti.id, ti.priority FROM task_instances ti \
+                WHERE ti.state = 'queued' AND ti.queue = q.name \
+                  AND (SELECT r.state FROM dag_runs r WHERE r.pk = ti.run_pk) = 'running' \
+                  AND NOT EXISTS (SELECT 1 FROM pools) \
+                ORDER BY ti.priority DESC, ti.id LIMIT $3 \
+                FOR UPDATE OF ti SKIP LOCKED) x \
+         ), retried AS ( \
+            SELECT x.id, x.priority FROM UNNEST($2::text[]) AS q(name) CROSS JOIN LATERAL ( \
+                SELECT ti.id, ti.priority FROM task_instances ti \
+                WHERE ti.state IN ('up_for_retry', 'up_for_reschedule') AND ti.queue = q.name AND ti.next_try_at <= $1 \
+                  AND (SELECT r.state FROM dag_runs r WHERE r.pk = ti.run_pk) = 'running' \
+                  AND NOT EXISTS (SELECT 1 FROM pools) \
+                ORDER BY ti.priority DESC, ti.id LIMIT $3 \
+                FOR UPDATE OF ti SKIP LOCKED) x \
+         ), picked AS ( \
+            SELECT p.id FROM (SELECT * FROM fresh UNION ALL SELECT * FROM retried) p \
+            ORDER BY p.priority DESC, p.id LIMIT $3 \
          ), claimed AS ( \
             UPDATE task_instances ti SET state = 'running', \
                 try_number = ti.try_number + CASE WHEN ti.state = 'up_for_reschedule' THEN 0 ELSE 1 END, \

@@ -15,6 +15,7 @@ mod attempts;
 mod backfills;
 mod claims;
 mod cluster;
+mod finish;
 mod listen;
 mod mapping;
 mod rendered;
