@@ -3,7 +3,9 @@
 //! and downstream tasks in the same transaction.
 #![forbid(unsafe_code)]
 
+mod atomic;
 mod context;
+pub mod http;
 mod leases;
 pub mod local;
 pub mod logs;
