@@ -211,3 +211,21 @@ async fn cancelling_stops_a_request_in_flight() {
     );
     assert!(names_in(dir.path()).is_empty());
 }
+
+#[tokio::test]
+async fn a_connection_password_in_a_templated_url_never_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port().await;
+    let conn = format!("http://hooks:secret@127.0.0.1:{port}");
+    let mut harness = Harness::new(dir.path(), &[("SLUICE_CONN_X", conn.as_str())]);
+    let step = step("type: http\nmethod: DELETE\nurl: '{{ conn.x.url }}/hook?day={{ ds }}'\n");
+    let error = run(&harness, &step).await.unwrap_err();
+    assert!(
+        error.starts_with(&format!(
+            "DELETE http://127.0.0.1:{port}/hook?day=2024-05-06: could not connect: "
+        )),
+        "{error}"
+    );
+    assert!(!error.contains("secret"), "{error}");
+    assert!(!harness.log().contains("secret"));
+}

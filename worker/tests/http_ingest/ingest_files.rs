@@ -119,3 +119,101 @@ async fn a_bad_line_fails_the_step_and_leaves_no_destination() {
     );
     assert!(!dir.path().join("out").exists());
 }
+
+/// Objects of a fake S3 bucket `drops`: key → body.
+const OBJECTS: &[(&str, &str)] = &[
+    ("2024-05-06/a.jsonl", "{\"id\": 1}\n"),
+    ("2024-05-06/b.jsonl", "{\"id\": 2}\n"),
+    ("2024-05-06/skip.csv", "id\n9\n"),
+    ("2024-05-05/a.jsonl", "{\"id\": 0}\n"),
+];
+
+/// Just enough of S3 for `object_store`: ListObjectsV2 and GetObject, path-style.
+async fn fake_s3() -> String {
+    use axum::extract::{Path, Query};
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use std::collections::HashMap;
+
+    let list = |Query(query): Query<HashMap<String, String>>| async move {
+        let prefix = query.get("prefix").cloned().unwrap_or_default();
+        let contents: String = OBJECTS
+            .iter()
+            .filter(|(key, _)| key.starts_with(&prefix))
+            .map(|(key, body)| {
+                format!(
+                    "<Contents><Key>{key}</Key><LastModified>2024-05-06T00:00:00.000Z</LastModified><ETag>\"e\"</ETag><Size>{}</Size></Contents>",
+                    body.len()
+                )
+            })
+            .collect();
+        (
+            [(header::CONTENT_TYPE, "application/xml")],
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult><Name>drops</Name><Prefix>{prefix}</Prefix><IsTruncated>false</IsTruncated>{contents}</ListBucketResult>"
+            ),
+        )
+    };
+    let object = |Path(key): Path<String>| async move {
+        match OBJECTS.iter().find(|(name, _)| *name == key) {
+            Some((_, body)) => (
+                [
+                    (header::ETAG, "\"e\""),
+                    (header::LAST_MODIFIED, "Mon, 06 May 2024 00:00:00 GMT"),
+                ],
+                *body,
+            )
+                .into_response(),
+            None => axum::http::StatusCode::NOT_FOUND.into_response(),
+        }
+    };
+    let router = axum::Router::new()
+        .route("/drops", get(list))
+        .route("/drops/", get(list))
+        .route("/drops/{*key}", get(object));
+    crate::support::serve(router).await
+}
+
+/// `object_store` reads S3 settings from `AWS_*` variables only, and tests may not set
+/// variables in their own process: the test runs itself again with them, against a fake S3.
+#[tokio::test]
+async fn an_s3_glob_lists_and_reads_objects_through_object_store() {
+    const CHILD: &str = "SLUICE_TEST_FAKE_S3_CHILD";
+    if std::env::var(CHILD).is_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let harness = Harness::new(dir.path(), &[]);
+        let step = step(
+            "type: ingest\nsource: {files: 's3://drops/{{ ds }}/*.jsonl'}\ndestination: out.jsonl\n",
+        );
+        let outputs = run(&harness, &step).await.unwrap();
+        assert_eq!(
+            read_jsonl(&dir.path().join("out.jsonl")),
+            [json!({"id": 1}), json!({"id": 2})]
+        );
+        assert_eq!(outputs["files"], json!(2));
+        return;
+    }
+    let endpoint = fake_s3().await;
+    let output = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "ingest_files::an_s3_glob_lists_and_reads_objects_through_object_store",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .env("AWS_ENDPOINT", &endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -288,3 +288,43 @@ async fn an_unknown_destination_extension_needs_a_format() {
         )
     );
 }
+
+#[tokio::test]
+async fn cancelling_mid_pagination_leaves_no_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let arrived = Arc::new(tokio::sync::Notify::new());
+    let signal = arrived.clone();
+    let router = Router::new()
+        .route(
+            "/first",
+            get(|| async {
+                (
+                    [(header::LINK, r#"</hang>; rel="next""#)],
+                    axum::Json(json!([{"id": 1}])),
+                )
+            }),
+        )
+        .route(
+            "/hang",
+            get(move || async move {
+                signal.notify_one();
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                axum::Json(json!([]))
+            }),
+        );
+    let base = serve(router).await;
+    let harness = Harness::new(dir.path(), &[]);
+    let step = step(&format!(
+        "type: ingest\nsource:\n  http:\n    url: {base}/first\n    pagination: {{kind: link_header}}\ndestination: out/all.jsonl\n"
+    ));
+    let cancel = harness.ctx.cancel.clone();
+    tokio::spawn(async move {
+        arrived.notified().await;
+        cancel.cancel();
+    });
+    assert_eq!(
+        run(&harness, &step).await.unwrap_err(),
+        "stopped: the attempt was cancelled"
+    );
+    assert!(names_in(dir.path()).is_empty());
+}

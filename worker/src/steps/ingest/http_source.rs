@@ -16,6 +16,8 @@ use crate::steps::{StepContext, StepError};
 pub(super) const DEFAULT_MAX_PAGES: u32 = 1000;
 pub(super) const DEFAULT_TRIES: u32 = 5;
 pub(super) const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// How long one request may take before it counts as failed (and is retried).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// The longest pause between two tries, `Retry-After` included.
 const MAX_PAUSE: Duration = Duration::from_secs(300);
 const BODY_EXCERPT: usize = 500;
@@ -133,7 +135,7 @@ async fn get(
     let mut try_number = 1;
     loop {
         let started = Instant::now();
-        let mut request = client.get(url.clone());
+        let mut request = client.get(url.clone()).timeout(REQUEST_TIMEOUT);
         for (name, value) in &config.headers {
             request = request.header(name, value);
         }
