@@ -55,7 +55,7 @@ impl AtomicFile {
 }
 
 /// Writes `bytes` to `destination` atomically, off the async threads.
-pub async fn write_bytes(destination: &Path, bytes: Vec<u8>) -> Result<(), String> {
+pub async fn write_bytes(destination: &Path, bytes: bytes::Bytes) -> Result<(), String> {
     let destination = destination.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let mut file = AtomicFile::create(&destination)?;

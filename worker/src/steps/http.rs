@@ -110,9 +110,8 @@ pub async fn run(step: &HttpStep, ctx: &StepContext) -> Result<StepOutput, StepE
         }
     }
     if let Some(path) = save_to {
-        let bytes = body.to_vec();
         tokio::select! {
-            result = atomic::write_bytes(&path, bytes) => result.map_err(|e| StepError::new(format!("`save_to`: {e}")))?,
+            result = atomic::write_bytes(&path, body.clone()) => result.map_err(|e| StepError::new(format!("`save_to`: {e}")))?,
             _ = ctx.cancel.cancelled() => return Err(StepError::new("stopped: the attempt was cancelled")),
         }
         ctx.log

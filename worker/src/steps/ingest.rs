@@ -13,7 +13,7 @@ use serde_json::Value;
 use sluice_core::spec::{FileFormat, IngestSource, IngestStep};
 
 use super::{StepContext, StepError, StepOutput};
-use crate::atomic::{self, AtomicFile};
+use crate::atomic;
 
 pub async fn run(step: &IngestStep, ctx: &StepContext) -> Result<StepOutput, StepError> {
     let destination = ctx
@@ -55,8 +55,13 @@ pub async fn run(step: &IngestStep, ctx: &StepContext) -> Result<StepOutput, Ste
 pub(crate) enum Data {
     /// JSON records, re-written in the destination's format.
     Records(Vec<Value>),
+    /// Arrow record batches of one schema (CSV and Parquet files keep their column types).
+    Batches {
+        schema: sluice_data::arrow::datatypes::SchemaRef,
+        batches: Vec<sluice_data::arrow::record_batch::RecordBatch>,
+    },
     /// One file already in the destination's format, copied byte for byte.
-    Copy { bytes: Vec<u8>, rows: u64 },
+    Copy { bytes: bytes::Bytes, rows: u64 },
 }
 
 /// The source with its templates rendered.
@@ -106,10 +111,7 @@ fn render_source(source: &IngestSource, ctx: &StepContext) -> Result<Source, Ste
 
 /// `format` when given, else the destination's extension.
 fn destination_format(path: &Path, explicit: Option<FileFormat>) -> Result<FileFormat, StepError> {
-    if let Some(format) = explicit {
-        return Ok(format);
-    }
-    format_of(path).ok_or_else(|| {
+    sluice_data::format_for(path, explicit).map_err(|_| {
         StepError::new(format!(
             "cannot tell the format of `destination` `{}` from its extension: name it .jsonl, .csv or .parquet, or set `format`",
             path.display()
@@ -119,13 +121,7 @@ fn destination_format(path: &Path, explicit: Option<FileFormat>) -> Result<FileF
 
 /// The format a file's extension names, if any.
 pub(crate) fn format_of(path: &Path) -> Option<FileFormat> {
-    let extension = path.extension()?.to_str()?.to_ascii_lowercase();
-    match extension.as_str() {
-        "jsonl" | "ndjson" => Some(FileFormat::Jsonl),
-        "csv" => Some(FileFormat::Csv),
-        "parquet" => Some(FileFormat::Parquet),
-        _ => None,
-    }
+    sluice_data::format_for(path, None).ok()
 }
 
 pub(crate) fn format_name(format: FileFormat) -> &'static str {
@@ -136,7 +132,8 @@ pub(crate) fn format_name(format: FileFormat) -> &'static str {
     }
 }
 
-/// Writes the data atomically; returns how many rows were written.
+/// Writes the data atomically (records through the sluice-data file API); returns how many
+/// rows were written.
 async fn write(data: Data, destination: &Path, format: FileFormat) -> Result<u64, StepError> {
     let destination = destination.to_path_buf();
     match data {
@@ -146,39 +143,19 @@ async fn write(data: Data, destination: &Path, format: FileFormat) -> Result<u64
                 .map_err(StepError::new)?;
             Ok(rows)
         }
-        Data::Records(records) => tokio::task::spawn_blocking(move || {
-            write_records(&records, &destination, format)?;
-            Ok(records.len() as u64)
+        Data::Batches { schema, batches } => tokio::task::spawn_blocking(move || {
+            sluice_data::write_batches(schema, batches.into_iter().map(Ok), &destination, format)
+                .map(|summary| summary.rows)
+                .map_err(|e| StepError::new(e.to_string()))
         })
         .await
         .map_err(|e| StepError::new(format!("writing the destination: {e}")))?,
-    }
-}
-
-fn write_records(
-    records: &[Value],
-    destination: &Path,
-    format: FileFormat,
-) -> Result<(), StepError> {
-    match format {
-        FileFormat::Jsonl => {
-            let mut file = AtomicFile::create(destination).map_err(StepError::new)?;
-            let mut buffer = Vec::with_capacity(64 * 1024);
-            for record in records {
-                serde_json::to_writer(&mut buffer, record)
-                    .map_err(|e| StepError::new(format!("encoding a record: {e}")))?;
-                buffer.push(b'\n');
-                if buffer.len() >= 64 * 1024 {
-                    file.write_all(&buffer).map_err(StepError::new)?;
-                    buffer.clear();
-                }
-            }
-            file.write_all(&buffer).map_err(StepError::new)?;
-            file.commit().map_err(StepError::new)
-        }
-        FileFormat::Csv | FileFormat::Parquet => Err(StepError::new(format!(
-            "writing {} destinations needs the sluice-data file API, not merged into this build yet",
-            format_name(format)
-        ))),
+        Data::Records(records) => tokio::task::spawn_blocking(move || {
+            sluice_data::write_json_records(&records, &destination, format)
+                .map(|summary| summary.rows)
+                .map_err(|e| StepError::new(e.to_string()))
+        })
+        .await
+        .map_err(|e| StepError::new(format!("writing the destination: {e}")))?,
     }
 }

@@ -2,9 +2,11 @@
 //! `s3://` or `gs://` URL read through `object_store`), in path order.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Component, Path};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
@@ -13,6 +15,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use serde_json::{Map, Value};
 use sluice_core::spec::FileFormat;
+use sluice_data::arrow::datatypes::SchemaRef;
+use sluice_data::parquet::file::reader::{FileReader, SerializedFileReader};
 
 use super::{Data, format_of};
 use crate::steps::{StepContext, StepError};
@@ -48,22 +52,67 @@ pub(super) async fn read(
         return Ok((Data::Copy { bytes, rows }, outputs));
     }
 
-    let mut records = Vec::new();
+    let mut contents = Vec::new();
     for file in &files {
         let shown = place.show(file);
         let format = format_of(Path::new(file.as_ref())).ok_or_else(|| {
             StepError::new(format!(
-                "cannot tell the format of `{shown}` from its extension: ingest reads .jsonl and .csv files"
+                "cannot tell the format of `{shown}` from its extension: ingest reads .jsonl, .csv and .parquet files"
             ))
         })?;
         let bytes = place.read(file).await?;
+        contents.push(Content {
+            shown,
+            format,
+            bytes,
+        });
+    }
+    let typed = destination != FileFormat::Jsonl
+        && contents
+            .iter()
+            .all(|content| content.format != FileFormat::Jsonl);
+    let data = if typed {
+        let data = tokio::task::spawn_blocking(move || read_typed(&contents))
+            .await
+            .map_err(|e| StepError::new(format!("reading the files: {e}")))??;
+        if let Data::Batches { schema, batches } = &data {
+            ctx.log.line(format!(
+                "read {} rows of ({}) from {} files",
+                batches.iter().map(|batch| batch.num_rows()).sum::<usize>(),
+                columns(schema),
+                files.len()
+            ));
+        }
+        data
+    } else {
+        read_records(&contents, ctx)?
+    };
+    Ok((data, outputs))
+}
+
+/// One matched file, read.
+struct Content {
+    shown: String,
+    format: FileFormat,
+    bytes: Bytes,
+}
+
+/// JSON lines and CSV files as JSON records (CSV values are strings).
+fn read_records(contents: &[Content], ctx: &StepContext) -> Result<Data, StepError> {
+    let mut records = Vec::new();
+    for Content {
+        shown,
+        format,
+        bytes,
+    } in contents
+    {
         let before = records.len();
         match format {
-            FileFormat::Jsonl => read_jsonl(&bytes, &shown, &mut records)?,
-            FileFormat::Csv => read_csv(&bytes, &shown, &mut records)?,
+            FileFormat::Jsonl => read_jsonl(bytes, shown, &mut records)?,
+            FileFormat::Csv => read_csv(bytes, shown, &mut records)?,
             FileFormat::Parquet => {
                 return Err(StepError::new(format!(
-                    "`{shown}` is Parquet: ingest copies a single Parquet file to a .parquet destination as it is, but does not combine or convert Parquet files (a `batch` step does)"
+                    "`{shown}` is Parquet: ingest combines Parquet files only with CSV and Parquet files into a .csv or .parquet destination (a `batch` step can do more)"
                 )));
             }
         }
@@ -72,7 +121,71 @@ pub(super) async fn read(
             records.len() - before
         ));
     }
-    Ok((Data::Records(records), outputs))
+    Ok(Data::Records(records))
+}
+
+/// CSV and Parquet files through Arrow, keeping their column types (CSV types inferred per
+/// file); every file must come out with the same columns.
+fn read_typed(contents: &[Content]) -> Result<Data, StepError> {
+    let mut schema: Option<(SchemaRef, &str)> = None;
+    let mut batches = Vec::new();
+    for Content {
+        shown,
+        format,
+        bytes,
+    } in contents
+    {
+        // sluice-data reads paths: object store bytes go through a temp file
+        let mut temp = tempfile::NamedTempFile::new()
+            .map_err(|e| StepError::new(format!("reading `{shown}`: a temp file: {e}")))?;
+        temp.write_all(bytes)
+            .map_err(|e| StepError::new(format!("reading `{shown}`: a temp file: {e}")))?;
+        let (file_schema, file_batches) =
+            sluice_data::read_batches(temp.path(), *format).map_err(|e| {
+                StepError::new(format!(
+                    "reading `{shown}`: {}",
+                    without_path(e, temp.path())
+                ))
+            })?;
+        match &schema {
+            None => schema = Some((file_schema.clone(), shown)),
+            Some((first, first_shown)) if first.fields() != file_schema.fields() => {
+                return Err(StepError::new(format!(
+                    "`{shown}` has columns ({}) but `{first_shown}` has ({}): ingest combines files of one schema only (a `batch` step can reconcile them)",
+                    columns(&file_schema),
+                    columns(first)
+                )));
+            }
+            Some(_) => {}
+        }
+        for batch in file_batches {
+            batches.push(batch.map_err(|e| {
+                StepError::new(format!(
+                    "reading `{shown}`: {}",
+                    without_path(e, temp.path())
+                ))
+            })?);
+        }
+    }
+    let (schema, _) = schema.ok_or_else(|| StepError::new("no file to read"))?;
+    Ok(Data::Batches { schema, batches })
+}
+
+fn columns(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|field| format!("{} {}", field.name(), field.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A sluice-data error about a temp file, without the temp file's name.
+fn without_path(error: sluice_data::DataError, temp: &Path) -> String {
+    error
+        .to_string()
+        .replace(&format!("{}: ", temp.display()), "")
+        .replace(&temp.display().to_string(), "the file")
 }
 
 /// Where a glob looks: a store, the part of the path before the first pattern segment, and
@@ -170,18 +283,17 @@ impl Place {
         Ok(paths)
     }
 
-    async fn read(&self, location: &ObjectPath) -> Result<Vec<u8>, StepError> {
+    async fn read(&self, location: &ObjectPath) -> Result<Bytes, StepError> {
         let shown = self.show(location);
         let result = self
             .store
             .get(location)
             .await
             .map_err(|e| StepError::new(format!("reading `{shown}`: {e}")))?;
-        let bytes = result
+        result
             .bytes()
             .await
-            .map_err(|e| StepError::new(format!("reading `{shown}`: {e}")))?;
-        Ok(bytes.to_vec())
+            .map_err(|e| StepError::new(format!("reading `{shown}`: {e}")))
     }
 
     fn show(&self, location: &ObjectPath) -> String {
@@ -216,14 +328,14 @@ fn literal_prefix(pattern: &str) -> String {
     literal.join("/")
 }
 
-fn count_rows(bytes: &[u8], format: FileFormat, shown: &str) -> Result<u64, StepError> {
+fn count_rows(bytes: &Bytes, format: FileFormat, shown: &str) -> Result<u64, StepError> {
     match format {
         FileFormat::Jsonl => Ok(bytes
             .split(|byte| *byte == b'\n')
             .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
             .count() as u64),
         FileFormat::Csv => {
-            let mut reader = csv::Reader::from_reader(bytes);
+            let mut reader = csv::Reader::from_reader(bytes.as_ref());
             let mut rows = 0;
             for record in reader.records() {
                 record.map_err(|e| StepError::new(format!("reading `{shown}`: {e}")))?;
@@ -231,9 +343,12 @@ fn count_rows(bytes: &[u8], format: FileFormat, shown: &str) -> Result<u64, Step
             }
             Ok(rows)
         }
-        FileFormat::Parquet => Err(StepError::new(format!(
-            "copying `{shown}`: counting the rows of a Parquet file is not supported by ingest"
-        ))),
+        FileFormat::Parquet => {
+            // the footer holds the row count: no page is decoded
+            let reader = SerializedFileReader::new(bytes.clone())
+                .map_err(|e| StepError::new(format!("`{shown}` is not a Parquet file: {e}")))?;
+            Ok(u64::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0))
+        }
     }
 }
 
