@@ -2,6 +2,7 @@
 //! over the destination at the end; dropped before that, the temp file is removed.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// A destination being written. `commit` renames it into place; dropping it removes it.
@@ -23,9 +24,11 @@ impl AtomicFile {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .ok_or_else(|| format!("`{}` is not a file path", destination.display()))?;
+        // an ordinary file's mode (0644 less the umask), not the temp file's private 0600
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".tmp")
+            .permissions(std::fs::Permissions::from_mode(0o644))
             .tempfile_in(&parent)
             .map_err(|e| format!("creating a temp file in `{}`: {e}", parent.display()))?;
         Ok(AtomicFile {
@@ -70,6 +73,19 @@ pub async fn write_bytes(destination: &Path, bytes: bytes::Bytes) -> Result<(), 
 mod tests {
     use super::*;
 
+    /// The process's umask, read from /proc (setting it would need unsafe).
+    fn umask() -> u32 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("Umask:"))
+                    .and_then(|value| u32::from_str_radix(value.trim(), 8).ok())
+            })
+            .unwrap_or(0o022)
+    }
+
     #[test]
     fn a_dropped_file_leaves_nothing_and_a_committed_one_replaces_the_destination() {
         let dir = tempfile::tempdir().unwrap();
@@ -88,6 +104,15 @@ mod tests {
         file.write_all(b"new").unwrap();
         file.commit().unwrap();
         assert_eq!(std::fs::read_to_string(&destination).unwrap(), "new");
+        let mode = std::fs::metadata(&destination)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o044,
+            0o044 & !umask(),
+            "readable by others as any new file"
+        );
         assert_eq!(
             std::fs::read_dir(dir.path().join("a/b")).unwrap().count(),
             1
