@@ -80,7 +80,7 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<StepOutput, StepError
         Step::Http(config) => http::run(config, ctx).await,
         Step::Ingest(config) => ingest::run(config, ctx).await,
         other => Err(StepError::new(format!(
-            "`type: {}` steps cannot run yet: this build of sluice executes `shell` and `noop` steps only",
+            "`type: {}` steps cannot run yet: this build of sluice executes `shell`, `noop`, `http` and `ingest` steps only",
             other.type_name()
         ))),
     }
