@@ -226,6 +226,12 @@ pub enum IngestSource {
         /// Dotted path to the array of records (`data.items`); the whole body when absent.
         records_path: Option<String>,
         pagination: Option<Pagination>,
+        /// Most pages fetched before the step fails (guards against endless pagination).
+        max_pages: Option<u32>,
+        /// Tries of one request answered 5xx or 429 (or not answered), the first included.
+        retries: Option<u32>,
+        /// The pause before the first retry, doubled for each next one (unless `Retry-After`).
+        retry_delay: Option<Duration>,
     },
     Files {
         /// A glob: a local path or an `s3://`, `gs://`, `file://` URL.

@@ -249,6 +249,9 @@ fn ingest_steps_round_trip() {
         headers,
         records_path,
         pagination,
+        max_pages,
+        retries,
+        retry_delay,
     } = &api.source
     else {
         panic!("an http source")
@@ -256,6 +259,9 @@ fn ingest_steps_round_trip() {
     assert_eq!(url, "https://api.example.com/events");
     assert_eq!(headers["Accept"], "application/json");
     assert_eq!(records_path.as_deref(), Some("data.items"));
+    assert_eq!(*max_pages, Some(50));
+    assert_eq!(*retries, Some(3));
+    assert_eq!(*retry_delay, Some(std::time::Duration::from_secs(2)));
     assert!(
         matches!(pagination, Some(Pagination::Cursor { param, cursor_path }) if param == "after" && cursor_path == "meta.next")
     );

@@ -3,8 +3,10 @@
 //! and downstream tasks in the same transaction.
 #![forbid(unsafe_code)]
 
+mod atomic;
 pub mod connections;
 mod context;
+pub mod http;
 mod leases;
 pub mod local;
 pub mod logs;

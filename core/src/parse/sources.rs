@@ -83,9 +83,20 @@ fn http_source(report: &mut Report, entry: &Entry) -> Option<IngestSource> {
             headers: Default::default(),
             records_path: None,
             pagination: None,
+            max_pages: None,
+            retries: None,
+            retry_delay: None,
         });
     }
-    let known = ["url", "headers", "records_path", "pagination"];
+    let known = [
+        "url",
+        "headers",
+        "records_path",
+        "pagination",
+        "max_pages",
+        "retries",
+        "retry_delay",
+    ];
     let section = Section::open(report, "source.http", entry, &known)?;
     let url = section.template(report, "url");
     let headers = section
@@ -98,11 +109,23 @@ fn http_source(report: &mut Report, entry: &Entry) -> Option<IngestSource> {
     let pagination = section
         .entry("pagination")
         .map(|entry| pagination(report, entry));
+    let max_pages = section
+        .get("max_pages")
+        .and_then(|node| report.uint("max_pages", node));
+    let retries = section
+        .get("retries")
+        .and_then(|node| report.uint("retries", node));
+    let retry_delay = section
+        .get("retry_delay")
+        .and_then(|node| report.duration("retry_delay", node));
     Some(IngestSource::Http {
         url: url?,
         headers,
         records_path,
         pagination: pagination.flatten(),
+        max_pages,
+        retries,
+        retry_delay,
     })
 }
 

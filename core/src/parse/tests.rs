@@ -339,6 +339,14 @@ const CASES: &[(&str, &str)] = &[
         "7:41: `size` does not apply to `kind` link_header",
     ),
     (
+        "tasks:\n  a:\n    type: ingest\n    source:\n      http:\n        url: x\n        retry_delay: soon\n    destination: out\n",
+        "7:22: `retry_delay`: bad duration `soon`: expected a number and a unit (ms, s, m, h, d, w), like `30s` or `1h30m`",
+    ),
+    (
+        "tasks:\n  a:\n    type: ingest\n    source:\n      http:\n        url: x\n        max_pages: -1\n    destination: out\n",
+        "7:20: `max_pages` must be a non-negative integer, got `-1`",
+    ),
+    (
         "on_failure: [{}]\ntasks:\n  a:\n    type: noop\n",
         "1:14: `on_failure` entry is missing `webhook`",
     ),

@@ -1,5 +1,7 @@
 //! One module per step type. Adding a step type means a module here and one line in `run`.
 
+pub mod http;
+pub mod ingest;
 pub mod noop;
 mod process;
 pub mod sensor;
@@ -85,11 +87,13 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<StepOutput, StepError
     match step {
         Step::Noop => noop::run(ctx).await,
         Step::Shell(config) => shell::run(config, ctx).await,
+        Step::Http(config) => http::run(config, ctx).await,
+        Step::Ingest(config) => ingest::run(config, ctx).await,
         Step::Sql(config) => sql::run(config, ctx).await,
         Step::Sensor(config) => sensor::run(config, ctx).await,
         Step::SparkSubmit(config) => spark_submit::run(config, ctx).await,
         other => Err(StepError::new(format!(
-            "`type: {}` steps cannot run yet: this build of sluice executes `shell`, `sql`, `sensor`, `spark_submit` and `noop` steps only",
+            "`type: {}` steps cannot run yet: this build of sluice executes `shell`, `http`, `ingest`, `sql`, `sensor`, `spark_submit` and `noop` steps only",
             other.type_name()
         ))),
     }
