@@ -417,3 +417,50 @@ async fn cancelling_the_run_stops_the_query_and_leaves_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The example in README.md's `batch` section runs as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_example_runs() {
+    let f = fixture().await;
+    // the example makes its own data
+    std::fs::remove_dir_all(f.dir.path().join("data")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme
+        .find("```yaml\ndag: batch_example\n")
+        .expect("the README's batch example")
+        + "```yaml\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let run = start_run(f.store.as_ref(), &readme[start..end]).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let tis = f.store.task_instances(run.pk).await.unwrap();
+        if tis.iter().all(|ti| ti.state == TaskState::Success) {
+            break;
+        }
+        assert!(
+            tis.iter().all(|ti| ti.state != TaskState::Failed) && Instant::now() < deadline,
+            "{:?}",
+            f.store.attempts(run.pk).await.unwrap()
+        );
+        work_once(&f).await;
+    }
+    let outputs = f.store.run_outputs(run.pk).await.unwrap();
+    assert_eq!(outputs["totals"]["rows"], json!(2));
+    assert_eq!(outputs["by_day"]["rows"], json!(4));
+    assert_eq!(outputs["by_day"]["files"], json!(2));
+    let attempts = f.store.attempts(run.pk).await.unwrap();
+    let report = attempts.iter().find(|a| a.task_id == "report").unwrap();
+    let text = log(f.store.as_ref(), report.id).await;
+    let ds = run.logical_date.format("%Y-%m-%d").to_string();
+    let totals = f.dir.path().join(format!("out/totals/{ds}.parquet"));
+    assert!(
+        text.contains(&format!("2 regions in {}, 2 day files\n", totals.display())),
+        "{text}"
+    );
+    let days: Vec<String> = tree(&f.dir.path().join("out/by_day"))
+        .into_iter()
+        .filter(|p| p.ends_with('/'))
+        .collect();
+    assert_eq!(days, ["day=2026-01-01/", "day=2026-01-02/"]);
+}
