@@ -6,8 +6,10 @@
 //!
 //! - [`files`]: [`format_for`] (which format a path holds), [`write_json_records`] (records
 //!   to a file, atomically) and [`read_batches`] (a file as Arrow record batches).
+//! - [`batch`]: [`batch::run_batch`], the engine behind the worker's `batch` step.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 mod error;
 pub mod files;
 

@@ -1,5 +1,6 @@
 //! One module per step type. Adding a step type means a module here and one line in `run`.
 
+pub mod batch;
 pub mod http;
 pub mod ingest;
 pub mod noop;
@@ -87,13 +88,14 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<StepOutput, StepError
     match step {
         Step::Noop => noop::run(ctx).await,
         Step::Shell(config) => shell::run(config, ctx).await,
+        Step::Batch(config) => batch::run(config, ctx).await,
         Step::Http(config) => http::run(config, ctx).await,
         Step::Ingest(config) => ingest::run(config, ctx).await,
         Step::Sql(config) => sql::run(config, ctx).await,
         Step::Sensor(config) => sensor::run(config, ctx).await,
         Step::SparkSubmit(config) => spark_submit::run(config, ctx).await,
         other => Err(StepError::new(format!(
-            "`type: {}` steps cannot run yet: this build of sluice executes `shell`, `http`, `ingest`, `sql`, `sensor`, `spark_submit` and `noop` steps only",
+            "`type: {}` steps cannot run yet: this build of sluice executes `shell`, `http`, `ingest`, `batch`, `sql`, `sensor`, `spark_submit` and `noop` steps only",
             other.type_name()
         ))),
     }
