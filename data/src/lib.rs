@@ -10,6 +10,7 @@
 
 mod error;
 pub mod files;
+pub mod load;
 
 pub use datafusion::arrow;
 pub use datafusion::parquet;

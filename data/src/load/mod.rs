@@ -12,16 +12,24 @@ mod schema;
 mod sql;
 mod sqlite;
 mod target;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use tokio_util::sync::CancellationToken;
 
 pub use target::Destination;
+
+use crate::{DataError, FileFormat, format_for, read_batches};
+
+/// Batches read ahead of the database while it is busy with the ones before.
+const READ_AHEAD: usize = 4;
 
 /// What happens to the rows already in the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +131,8 @@ pub enum LoadError {
     UnsupportedDatabase { connection: String, scheme: String },
     #[error("`connection: {connection}`: {message}")]
     Connect { connection: String, message: String },
+    #[error("`from`: file `{file}` not found (looked for {path})")]
+    FileNotFound { file: String, path: String },
     #[error("reading `{file}`: {message}; nothing was loaded")]
     Read { file: String, message: String },
     #[error(
@@ -165,6 +175,58 @@ pub enum LoadError {
     Cancelled,
 }
 
+/// Loads the file at `path` (`format`, else told by its extension) into the job's table, in
+/// one transaction. The file is read on a blocking thread, a few batches ahead of the database.
+pub async fn load_file(
+    job: &LoadJob<'_>,
+    path: &Path,
+    format: Option<FileFormat>,
+) -> Result<LoadReport, LoadError> {
+    let started = Instant::now();
+    let read_error = |error: DataError| match &error {
+        DataError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            LoadError::FileNotFound {
+                file: job.file.to_owned(),
+                path: path.display().to_string(),
+            }
+        }
+        _ => LoadError::Read {
+            file: job.file.to_owned(),
+            message: error.to_string(),
+        },
+    };
+    let format = format_for(path, format).map_err(read_error)?;
+    let owned = path.to_path_buf();
+    let opened = tokio::task::spawn_blocking(move || read_batches(&owned, format))
+        .await
+        .map_err(|error| LoadError::Read {
+            file: job.file.to_owned(),
+            message: format!("the reader stopped: {error}"),
+        })?;
+    let (schema, batches) = opened.map_err(read_error)?;
+    let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
+    // stops at the first error, or when the load stops listening (it failed or was cancelled)
+    let reader = tokio::task::spawn_blocking(move || {
+        for batch in batches {
+            let failed = batch.is_err();
+            if sender.blocking_send(batch).is_err() || failed {
+                break;
+            }
+        }
+    });
+    let batches = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|batch| (batch, receiver))
+    })
+    .map(|batch| batch.map_err(read_error));
+    let result = load_batches(job, schema, Box::pin(batches)).await;
+    // the receiver is gone: the reader ends at its next batch
+    drop(reader);
+    result.map(|report| LoadReport {
+        elapsed: started.elapsed(),
+        ..report
+    })
+}
+
 /// Loads `batches` (of `schema`) into the job's table, in one transaction.
 pub async fn load_batches<S>(
     job: &LoadJob<'_>,
@@ -202,7 +264,6 @@ async fn next_batch<S>(job: &LoadJob<'_>, batches: &mut S) -> Result<Option<Reco
 where
     S: Stream<Item = Result<RecordBatch, LoadError>> + Send + Unpin,
 {
-    use futures::StreamExt;
     tokio::select! {
         biased;
         () = job.cancel.cancelled() => Err(LoadError::Cancelled),

@@ -1,5 +1,6 @@
 //! `load` against real databases: PostgreSQL (`SLUICE_TEST_DATABASE_URL`, a fresh database
-//! per test) and SQLite in a temporary folder. Each behaviour runs on both.
+//! per test) and SQLite in a temporary folder. Each behaviour runs on both. (In the library,
+//! not `tests/`, so one test binary links DataFusion.)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,9 +9,7 @@ use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::Stream;
-use sluice_data::load::{
-    Destination, LoadError, LoadJob, LoadReport, Mode, TableName, load_batches,
-};
+use super::{Destination, LoadError, LoadJob, LoadReport, Mode, TableName, load_batches};
 use sluice_store::testing::{TestDatabase, fresh_postgres_url};
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection, SqliteConnection};
 use tokio_util::sync::CancellationToken;
