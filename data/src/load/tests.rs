@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::{Destination, LoadError, LoadJob, LoadReport, Mode, TableName, load_batches};
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::Stream;
-use super::{Destination, LoadError, LoadJob, LoadReport, Mode, TableName, load_batches};
 use sluice_store::testing::{TestDatabase, fresh_postgres_url};
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection, SqliteConnection};
 use tokio_util::sync::CancellationToken;
@@ -174,6 +174,9 @@ on_both!(
     a_failure_mid_file_leaves_the_table_as_it_was,
     a_rejected_row_mid_file_rolls_back_the_whole_load,
     a_cancelled_load_leaves_the_table_as_it_was,
+    loads_csv_jsonl_and_parquet_files,
+    a_file_row_the_table_rejects_mid_file_loads_nothing,
+    a_missing_file_is_named_and_nothing_is_touched,
 );
 
 fn people_schema() -> SchemaRef {
@@ -601,5 +604,121 @@ async fn an_upsert_key_missing_from_the_file_is_named() {
     assert_eq!(
         error.to_string(),
         "`key` column `email` is not a column of `people.csv`"
+    );
+}
+
+async fn load_file_into(
+    db: &Db,
+    path: &std::path::Path,
+    mode: Mode,
+) -> Result<LoadReport, LoadError> {
+    let destination = db.destination();
+    let table = TableName::parse("people").unwrap();
+    let cancel = CancellationToken::new();
+    let file = path.file_name().unwrap().to_string_lossy().into_owned();
+    let job = LoadJob {
+        destination: &destination,
+        table: &table,
+        mode: &mode,
+        file: &file,
+        cancel: &cancel,
+    };
+    super::load_file(&job, path, None).await
+}
+
+async fn loads_csv_jsonl_and_parquet_files(db: &Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("people.csv");
+    std::fs::write(&csv, "id,name,amount\n1,ada,1.5\n2,bob,2\n").unwrap();
+    let report = load_file_into(
+        db,
+        &csv,
+        Mode::Upsert {
+            key: vec!["id".to_owned()],
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.rows, report.created), (2, true));
+    let jsonl = dir.path().join("people.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"id\": 2, \"name\": \"bo\"}\n{\"id\": 3, \"name\": \"cy\"}\n",
+    )
+    .unwrap();
+    let report = load_file_into(
+        db,
+        &jsonl,
+        Mode::Upsert {
+            key: vec!["id".to_owned()],
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.rows, report.created), (2, false));
+    let parquet = dir.path().join("people.parquet");
+    crate::write_batches(
+        people_schema(),
+        vec![Ok(people(&[(4, Some("di")), (5, None)]))],
+        &parquet,
+        crate::FileFormat::Parquet,
+    )
+    .unwrap();
+    let report = load_file_into(db, &parquet, Mode::Append).await.unwrap();
+    assert_eq!(report.rows, 2);
+    assert_eq!(
+        db.people("people").await,
+        owned(&[
+            (1, Some("ada")),
+            (2, Some("bo")),
+            (3, Some("cy")),
+            (4, Some("di")),
+            (5, None)
+        ])
+    );
+}
+
+async fn a_file_row_the_table_rejects_mid_file_loads_nothing(db: &Db) {
+    db.execute("CREATE TABLE people (id bigint CHECK (id > 0), name text); INSERT INTO people VALUES (1, 'old')")
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("people.csv");
+    let mut text = String::from("id,name\n");
+    for row in 1..=20_000 {
+        let id = if row == 15_000 { -1 } else { 100 + row };
+        text.push_str(&format!("{id},n{row}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let error = load_file_into(db, &csv, Mode::Append)
+        .await
+        .unwrap_err()
+        .to_string();
+    match db {
+        Db::Postgres(_) => assert!(
+            error.contains("violates check constraint")
+                && error.contains("(COPY people, line 15000: "),
+            "{error}"
+        ),
+        Db::Sqlite(_) => assert!(
+            error.contains("CHECK constraint failed") && error.contains(" of `people.csv`)"),
+            "{error}"
+        ),
+    }
+    assert!(error.ends_with("; nothing was loaded"), "{error}");
+    assert_eq!(db.people("people").await, owned(&[(1, Some("old"))]));
+}
+
+async fn a_missing_file_is_named_and_nothing_is_touched(db: &Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("people.csv");
+    let error = load_file_into(db, &missing, Mode::Replace)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "`from`: file `people.csv` not found (looked for {})",
+            missing.display()
+        )
     );
 }
