@@ -1,5 +1,6 @@
 //! One module per step type. Adding a step type means a module here and one line in `run`.
 
+pub mod load;
 pub mod noop;
 pub mod shell;
 
@@ -75,8 +76,9 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<StepOutput, StepError
     match step {
         Step::Noop => noop::run(ctx).await,
         Step::Shell(config) => shell::run(config, ctx).await,
+        Step::Load(config) => load::run(config, ctx).await,
         other => Err(StepError::new(format!(
-            "`type: {}` steps cannot run yet: this build of sluice executes `shell` and `noop` steps only",
+            "`type: {}` steps cannot run yet: this build of sluice executes `shell`, `noop` and `load` steps only",
             other.type_name()
         ))),
     }
