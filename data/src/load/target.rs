@@ -27,7 +27,7 @@ pub struct Destination {
 
 #[derive(Clone)]
 pub(crate) enum Kind {
-    Postgres(PgConnectOptions),
+    Postgres(Box<PgConnectOptions>),
     Sqlite(PathBuf),
 }
 
@@ -52,7 +52,7 @@ impl Destination {
                     connection: name.to_owned(),
                     message: "not a valid PostgreSQL URL: expected postgres://user:password@host:5432/database".to_owned(),
                 })?;
-                Kind::Postgres(options)
+                Kind::Postgres(Box::new(options))
             }
             "sqlite" => {
                 let rest = &url[scheme.len() + 1..];
