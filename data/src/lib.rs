@@ -12,6 +12,7 @@
 pub mod batch;
 mod error;
 pub mod files;
+pub mod load;
 
 pub use datafusion::arrow;
 pub use datafusion::parquet;

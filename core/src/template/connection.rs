@@ -26,9 +26,22 @@ pub struct Connection {
 
 impl Connection {
     /// Splits `scheme://[user[:password]@]host[:port][/database][?key=value&…]`, decoding
-    /// percent-escapes. The error never repeats the URL, which may hold a password.
+    /// percent-escapes; `sqlite:path` (no `//`) is a SQLite file too. The error never repeats
+    /// the URL, which may hold a password.
     pub fn parse_url(url: &str) -> Result<Connection, String> {
         let text = url.trim();
+        if let Some(path) = text
+            .strip_prefix("sqlite:")
+            .filter(|rest| !rest.starts_with("//"))
+        {
+            let file = path.split_once('?').map_or(path, |(file, _)| file);
+            return Ok(Connection {
+                url: text.to_owned(),
+                scheme: "sqlite".to_owned(),
+                database: Some(file.to_owned()).filter(|file| !file.is_empty()),
+                ..Connection::default()
+            });
+        }
         if !text.contains("://") {
             return Err("not a valid connection URL: expected scheme://[user[:password]@]host[:port][/database]".to_owned());
         }
@@ -230,6 +243,15 @@ mod tests {
         assert_eq!(connection.host.as_deref(), Some("::1"));
         assert_eq!(connection.user, None);
         assert_eq!(connection.password.as_deref(), Some("secret"));
+    }
+
+    #[test]
+    fn sqlite_urls_without_slashes_name_a_file() {
+        let connection = Connection::parse_url("sqlite:data/warehouse.db").unwrap();
+        assert_eq!(connection.scheme, "sqlite");
+        assert_eq!(connection.database.as_deref(), Some("data/warehouse.db"));
+        assert_eq!(connection.url, "sqlite:data/warehouse.db");
+        assert_eq!(connection.host, None);
     }
 
     #[test]

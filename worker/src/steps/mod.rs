@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod http;
 pub mod ingest;
+pub mod load;
 pub mod noop;
 mod process;
 pub mod sensor;
@@ -91,12 +92,9 @@ pub async fn run(step: &Step, ctx: &StepContext) -> Result<StepOutput, StepError
         Step::Batch(config) => batch::run(config, ctx).await,
         Step::Http(config) => http::run(config, ctx).await,
         Step::Ingest(config) => ingest::run(config, ctx).await,
+        Step::Load(config) => load::run(config, ctx).await,
         Step::Sql(config) => sql::run(config, ctx).await,
         Step::Sensor(config) => sensor::run(config, ctx).await,
         Step::SparkSubmit(config) => spark_submit::run(config, ctx).await,
-        other => Err(StepError::new(format!(
-            "`type: {}` steps cannot run yet: this build of sluice executes `shell`, `http`, `ingest`, `batch`, `sql`, `sensor`, `spark_submit` and `noop` steps only",
-            other.type_name()
-        ))),
     }
 }
