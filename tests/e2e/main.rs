@@ -7,6 +7,7 @@ mod cluster;
 mod commands;
 mod outage;
 mod own_postgres;
+mod pipeline;
 mod routing;
 mod scale_out;
 mod standalone;

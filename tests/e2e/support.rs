@@ -20,7 +20,18 @@ pub struct TestApp {
 impl TestApp {
     /// Writes `dags` (file name, YAML) into a fresh folder and starts standalone on it.
     pub fn spawn(dags: &[(&str, &str)], database_url: Option<String>) -> TestApp {
+        TestApp::spawn_with(|_| {}, dags, database_url)
+    }
+
+    /// Like `spawn`, with `prepare` run on the app's folder (its working directory, which
+    /// holds `dags/`) before standalone starts.
+    pub fn spawn_with(
+        prepare: impl FnOnce(&Path),
+        dags: &[(&str, &str)],
+        database_url: Option<String>,
+    ) -> TestApp {
         let dir = tempfile::tempdir().expect("creating a temp dir");
+        prepare(dir.path());
         let dags_folder = dir.path().join("dags");
         std::fs::create_dir_all(&dags_folder).expect("creating the DAG folder");
         for (name, yaml) in dags {
