@@ -11,6 +11,7 @@ mod leases;
 pub mod local;
 pub mod logs;
 mod mapping;
+mod objects;
 mod rendered;
 pub mod steps;
 

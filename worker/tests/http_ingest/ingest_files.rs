@@ -128,53 +128,6 @@ const OBJECTS: &[(&str, &str)] = &[
     ("2024-05-05/a.jsonl", "{\"id\": 0}\n"),
 ];
 
-/// Just enough of S3 for `object_store`: ListObjectsV2 and GetObject, path-style.
-async fn fake_s3() -> String {
-    use axum::extract::{Path, Query};
-    use axum::http::header;
-    use axum::response::IntoResponse;
-    use axum::routing::get;
-    use std::collections::HashMap;
-
-    let list = |Query(query): Query<HashMap<String, String>>| async move {
-        let prefix = query.get("prefix").cloned().unwrap_or_default();
-        let contents: String = OBJECTS
-            .iter()
-            .filter(|(key, _)| key.starts_with(&prefix))
-            .map(|(key, body)| {
-                format!(
-                    "<Contents><Key>{key}</Key><LastModified>2024-05-06T00:00:00.000Z</LastModified><ETag>\"e\"</ETag><Size>{}</Size></Contents>",
-                    body.len()
-                )
-            })
-            .collect();
-        (
-            [(header::CONTENT_TYPE, "application/xml")],
-            format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult><Name>drops</Name><Prefix>{prefix}</Prefix><IsTruncated>false</IsTruncated>{contents}</ListBucketResult>"
-            ),
-        )
-    };
-    let object = |Path(key): Path<String>| async move {
-        match OBJECTS.iter().find(|(name, _)| *name == key) {
-            Some((_, body)) => (
-                [
-                    (header::ETAG, "\"e\""),
-                    (header::LAST_MODIFIED, "Mon, 06 May 2024 00:00:00 GMT"),
-                ],
-                *body,
-            )
-                .into_response(),
-            None => axum::http::StatusCode::NOT_FOUND.into_response(),
-        }
-    };
-    let router = axum::Router::new()
-        .route("/drops", get(list))
-        .route("/drops/", get(list))
-        .route("/drops/{*key}", get(object));
-    crate::support::serve(router).await
-}
-
 /// `object_store` reads S3 settings from `AWS_*` variables only, and tests may not set
 /// variables in their own process: the test runs itself again with them, against a fake S3.
 #[tokio::test]
@@ -194,7 +147,7 @@ async fn an_s3_glob_lists_and_reads_objects_through_object_store() {
         assert_eq!(outputs["files"], json!(2));
         return;
     }
-    let endpoint = fake_s3().await;
+    let endpoint = crate::fake_s3::serve(OBJECTS).await;
     let output = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "ingest_files::an_s3_glob_lists_and_reads_objects_through_object_store",
@@ -202,11 +155,7 @@ async fn an_s3_glob_lists_and_reads_objects_through_object_store() {
             "--nocapture",
         ])
         .env(CHILD, "1")
-        .env("AWS_ENDPOINT", &endpoint)
-        .env("AWS_ALLOW_HTTP", "true")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .envs(crate::fake_s3::child_env(&endpoint))
         .output()
         .await
         .unwrap();

@@ -81,15 +81,68 @@ async fn file_that_never_appears_times_out_with_the_last_check() {
 }
 
 #[tokio::test]
-async fn object_urls_are_refused_by_the_file_sensor() {
+async fn unsupported_object_urls_are_refused_by_the_file_sensor() {
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::new(dir.path(), &[]);
-    let error = sensor::run(&sensor("    file: s3://bucket/ready.flag\n"), &h.ctx)
+    let error = sensor::run(&sensor("    file: ftp://host/ready.flag\n"), &h.ctx)
         .await
         .unwrap_err();
     assert_eq!(
         error.message,
-        "`file`: `s3://` object URLs are not supported by the file sensor yet; give a local path or a file:// URL"
+        "`file` `ftp://host/ready.flag`: `ftp://` is not supported; use a local path or a file://, s3:// or gs:// URL"
+    );
+}
+
+/// Objects in the fake S3's bucket `drops`.
+const OBJECTS: &[(&str, &str)] = &[("exports/2026-01-02/part-0.csv", "x\n1\n")];
+
+/// `object_store` reads S3 settings from `AWS_*` variables only, and tests may not set
+/// variables in their own process: the test runs itself again with them, against a fake S3.
+#[tokio::test]
+async fn an_s3_object_is_met_once_it_exists_and_a_missing_one_times_out() {
+    const CHILD: &str = "SLUICE_TEST_FAKE_S3_CHILD";
+    if std::env::var(CHILD).is_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = Harness::new(dir.path(), &[]);
+        let met = sensor(
+            "    file: s3://drops/exports/{{ ds }}/*.csv\n    poke_interval: 50ms\n    timeout: 5s\n",
+        );
+        let output = sensor::run(&met, &h.ctx).await.unwrap();
+        assert_eq!(
+            output.outputs["path"],
+            "s3://drops/exports/2026-01-02/part-0.csv"
+        );
+        let missing = sensor(
+            "    file: s3://drops/exports/2026-01-03/*.csv\n    poke_interval: 50ms\n    timeout: 300ms\n",
+        );
+        let error = sensor::run(&missing, &h.ctx).await.unwrap_err();
+        assert!(
+            error
+                .message
+                .contains("no object matches s3://drops/exports/2026-01-03/*.csv"),
+            "{}\n{}",
+            error.message,
+            h.log()
+        );
+        return;
+    }
+    let endpoint = crate::fake_s3::serve(OBJECTS).await;
+    let output = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "conditions::an_s3_object_is_met_once_it_exists_and_a_missing_one_times_out",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .envs(crate::fake_s3::child_env(&endpoint))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 

@@ -2,5 +2,7 @@
 //! worker on SQLite and PostgreSQL (the `task` condition, freeing the slot, timeouts, cancel).
 
 mod conditions;
+#[path = "../common/fake_s3.rs"]
+mod fake_s3;
 mod support;
 mod worker;

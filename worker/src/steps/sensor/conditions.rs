@@ -17,6 +17,7 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{Column, Connection as _, Row, TypeInfo, ValueRef};
 
 use super::Sensing;
+use crate::objects::Place;
 use crate::steps::{StepContext, StepError, StepOutput};
 
 pub(super) enum Check {
@@ -30,6 +31,11 @@ pub(super) enum Condition {
         written: String,
         /// Resolved against `base_dir`; may hold glob characters.
         pattern: PathBuf,
+    },
+    /// An `s3://` or `gs://` URL (globs allowed), listed through `object_store`.
+    Object {
+        written: String,
+        place: Place,
     },
     Http {
         /// The URL with any password masked, for messages.
@@ -59,6 +65,12 @@ impl Condition {
         match condition {
             SensorCondition::File { path } => {
                 let written = ctx.render("file", path)?;
+                if let Some((scheme, _)) = written.split_once("://")
+                    && scheme != "file"
+                {
+                    let place = Place::parse(&written, &ctx.base_dir, "file")?;
+                    return Ok(Condition::Object { written, place });
+                }
                 let pattern = local_path(&written, &ctx.base_dir)?;
                 Ok(Condition::File { written, pattern })
             }
@@ -100,7 +112,9 @@ impl Condition {
     /// The condition in the user's terms: `file `data/ready.flag``.
     pub(super) fn describe(&self) -> String {
         match self {
-            Condition::File { written, .. } => format!("file `{written}`"),
+            Condition::File { written, .. } | Condition::Object { written, .. } => {
+                format!("file `{written}`")
+            }
             Condition::Http { shown, .. } => format!("http `{shown}`"),
             Condition::Sql { connection, .. } => format!("sql on connection `{}`", connection.name),
             Condition::Task {
@@ -117,6 +131,7 @@ impl Condition {
     pub(super) async fn check(&self, sensing: &Sensing) -> Result<Check, StepError> {
         match self {
             Condition::File { written, pattern } => file_exists(written, pattern),
+            Condition::Object { written, place } => object_exists(written, place).await,
             Condition::Http {
                 shown,
                 url,
@@ -140,22 +155,25 @@ impl Condition {
     }
 }
 
-/// A local path or `file://` URL, relative paths against the worker's base directory. Object
-/// URLs (`s3://`, `gs://`, …) are refused with a clear error.
+/// A local path or `file://` URL, relative paths against the worker's base directory.
 fn local_path(written: &str, base_dir: &Path) -> Result<PathBuf, StepError> {
-    let path = match written.split_once("://") {
-        None => written,
-        Some(("file", rest)) => rest,
-        Some((scheme, _)) => {
-            return Err(StepError::new(format!(
-                "`file`: `{scheme}://` object URLs are not supported by the file sensor yet; give a local path or a file:// URL"
-            )));
-        }
-    };
+    let path = written.strip_prefix("file://").unwrap_or(written);
     if path.is_empty() {
         return Err(StepError::new("`file`: the path is empty"));
     }
     Ok(base_dir.join(path))
+}
+
+/// The first object the URL matches. A store that cannot be listed (unreachable, denied) is
+/// "not yet", with its reason in the log, as an unreachable HTTP server is.
+async fn object_exists(written: &str, place: &Place) -> Result<Check, StepError> {
+    Ok(match place.matches().await {
+        Ok(found) => match found.first() {
+            Some(first) => Check::Met(output([("path", json!(place.show(first)))])),
+            None => Check::NotYet(format!("no object matches {written}")),
+        },
+        Err(error) => Check::NotYet(error.message),
+    })
 }
 
 fn file_exists(written: &str, pattern: &Path) -> Result<Check, StepError> {
