@@ -43,6 +43,8 @@ pub(super) enum Condition {
         url: String,
         expect_status: Vec<u16>,
         client: reqwest::Client,
+        /// One check never outlasts this.
+        timeout: Duration,
     },
     Sql {
         connection: Database,
@@ -91,7 +93,8 @@ impl Condition {
                     shown: redact_url(&url),
                     url,
                     expect_status: expect_status.clone(),
-                    client: http_client(request_timeout)?,
+                    client: crate::http::client().map_err(StepError::new)?,
+                    timeout: request_timeout,
                 })
             }
             SensorCondition::Sql { connection, sql } => {
@@ -137,7 +140,8 @@ impl Condition {
                 url,
                 expect_status,
                 client,
-            } => http_answers(client, url, shown, expect_status).await,
+                timeout,
+            } => http_answers(client.get(url).timeout(*timeout), url, shown, expect_status).await,
             Condition::Sql { connection, sql } => connection.truthy(sql).await,
             Condition::Task {
                 dag,
@@ -192,32 +196,13 @@ fn file_exists(written: &str, pattern: &Path) -> Result<Check, StepError> {
     })
 }
 
-/// A client with rustls on the ring provider (the build has no other), trusting the
-/// webpki roots.
-fn http_client(timeout: Duration) -> Result<reqwest::Client, StepError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| StepError::new(format!("setting up TLS: {error}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .timeout(timeout)
-        .build()
-        .map_err(|error| StepError::new(format!("setting up the HTTP client: {error}")))
-}
-
 async fn http_answers(
-    client: &reqwest::Client,
+    request: reqwest::RequestBuilder,
     url: &str,
     shown: &str,
     expect_status: &[u16],
 ) -> Result<Check, StepError> {
-    let response = match client.get(url).send().await {
+    let response = match request.send().await {
         Ok(response) => response,
         // the service may not be up yet: that is what a sensor waits for
         Err(error) => {
